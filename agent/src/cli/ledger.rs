@@ -1,0 +1,10 @@
+//! `gridnet ledger ...`
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LedgerCommand {}
+
+impl LedgerCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {}
+    }
+}

@@ -1,0 +1,1 @@
+//! The eBPF datapath: loading, pinning, attaching, typed maps, statistics.

@@ -1,0 +1,1 @@
+//! The reservation ledger: signed, hash-chained entries and the grid state they build.

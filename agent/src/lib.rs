@@ -1,0 +1,10 @@
+//! gridnet's node agent: from the reservation ledger to running private networks.
+//!
+//! Data flows one way: [`ledger`] -> [`plan`] -> [`reconcile`] -> {[`netlink`], [`dataplane`]}.
+
+pub mod cli;
+pub mod dataplane;
+pub mod ledger;
+pub mod netlink;
+pub mod plan;
+pub mod reconcile;

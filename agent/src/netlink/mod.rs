@@ -1,0 +1,1 @@
+//! Kernel network objects through rtnetlink: namespaces, veths, addresses, routes.

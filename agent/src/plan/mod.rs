@@ -1,0 +1,165 @@
+//! The desired state of one node: what the agent must realize.
+//!
+//! A [`NodePlan`] is pure data. It is computed from the ledger (see [`crate::ledger`]) or written
+//! by hand for tests, and handed to [`crate::reconcile`], which makes the kernel match it. Nothing
+//! here performs I/O.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+/// Everything one node hosts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePlan {
+    /// The networks this node is a member of.
+    pub networks: Vec<NetworkPlan>,
+    /// The containers running on this node, each attached to one of `networks`.
+    pub containers: Vec<ContainerPlan>,
+}
+
+/// One private network as seen from this node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkPlan {
+    /// The network's name, unique on the grid (`<owner twin>/<name>` once it comes from the ledger).
+    pub name: String,
+    /// The network's whole IPv4 range (e.g. a /16). Other networks may use the same range.
+    pub ip_range: Ipv4Net,
+    /// The network's IPv6 ULA prefix (e.g. a /48).
+    pub ipv6_range: Ipv6Net,
+    /// This node's IPv4 subnet inside `ip_range` (a /24); its first host address is the gateway.
+    pub subnet: Ipv4Net,
+    /// This node's IPv6 subnet inside `ipv6_range` (a /64); `::1` in it is the gateway.
+    pub subnet_v6: Ipv6Net,
+}
+
+impl NetworkPlan {
+    /// The address containers use as their IPv4 default gateway on this node.
+    pub fn gateway_v4(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.subnet.network()) + 1)
+    }
+
+    /// The address containers use as their IPv6 default gateway on this node.
+    pub fn gateway_v6(&self) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.subnet_v6.network()) + 1)
+    }
+}
+
+/// One container's attachment to a network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerPlan {
+    /// The container's name, unique on this node.
+    pub name: String,
+    /// The name of the [`NetworkPlan`] it is attached to.
+    pub network: String,
+    /// Its IPv4 address, inside the network's `subnet`.
+    pub ipv4: Ipv4Addr,
+    /// Its IPv6 address, inside the network's `subnet_v6`.
+    pub ipv6: Ipv6Addr,
+    /// Its MAC address (locally administered, unicast).
+    pub mac: Mac,
+}
+
+/// An Ethernet address, written `02:00:00:00:00:01` in files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    /// A deterministic, locally administered unicast MAC for `(network, container)`.
+    pub fn derive(network: &str, container: &str) -> Self {
+        // FNV-1a: stable across releases and platforms, unlike std's hasher.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in network.bytes().chain([0]).chain(container.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        let b = hash.to_be_bytes();
+        // 0x02: locally administered, unicast.
+        Self([0x02, b[3], b[4], b[5], b[6], b[7]])
+    }
+}
+
+impl std::fmt::Display for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// The reason a text is not a MAC address.
+#[derive(Debug, thiserror::Error)]
+#[error("`{text}` is not a MAC address (expected six hex bytes like 02:00:00:00:00:01)")]
+pub struct ParseMacError {
+    text: String,
+}
+
+impl std::str::FromStr for Mac {
+    type Err = ParseMacError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = || ParseMacError { text: text.to_owned() };
+        let mut mac = [0u8; 6];
+        let mut parts = text.split(':');
+        for byte in &mut mac {
+            let part = parts.next().ok_or_else(err)?;
+            if part.len() != 2 {
+                return Err(err());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| err())?;
+        }
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(Self(mac))
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_round_trips_and_rejects_garbage() {
+        let mac: Mac = "02:0a:ff:00:10:01".parse().expect("valid");
+        assert_eq!(mac.0, [0x02, 0x0a, 0xff, 0x00, 0x10, 0x01]);
+        assert_eq!(mac.to_string(), "02:0a:ff:00:10:01");
+        for bad in ["", "02:0a:ff:00:10", "02:0a:ff:00:10:01:02", "2:0a:ff:00:10:01", "zz:0a:ff:00:10:01"] {
+            assert!(bad.parse::<Mac>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn derived_macs_are_local_unicast_and_stable() {
+        let a = Mac::derive("alice/net", "web");
+        assert_eq!(a, Mac::derive("alice/net", "web"));
+        assert_ne!(a, Mac::derive("alice/net", "db"));
+        assert_ne!(a, Mac::derive("alice/ne", "tweb"));
+        assert_eq!(a.0[0] & 0b11, 0b10);
+    }
+
+    #[test]
+    fn gateways_are_first_hosts() {
+        let net = NetworkPlan {
+            name: "n".into(),
+            ip_range: "10.1.0.0/16".parse().expect("net"),
+            ipv6_range: "fd00:1::/48".parse().expect("net"),
+            subnet: "10.1.3.0/24".parse().expect("net"),
+            subnet_v6: "fd00:1:0:3::/64".parse().expect("net"),
+        };
+        assert_eq!(net.gateway_v4(), Ipv4Addr::new(10, 1, 3, 1));
+        assert_eq!(net.gateway_v6(), "fd00:1:0:3::1".parse::<Ipv6Addr>().expect("addr"));
+    }
+}

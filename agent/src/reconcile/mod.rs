@@ -1,0 +1,1 @@
+//! Making the kernel match a [`crate::plan::NodePlan`].
