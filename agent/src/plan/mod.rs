@@ -4,9 +4,9 @@
 //! by hand for tests, and handed to [`crate::reconcile`], which makes the kernel match it. Nothing
 //! here performs I/O.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// Everything one node hosts.
@@ -16,6 +16,8 @@ pub struct NodePlan {
     pub networks: Vec<NetworkPlan>,
     /// The containers running on this node, each attached to one of `networks`.
     pub containers: Vec<ContainerPlan>,
+    /// The web gateways this node serves.
+    pub gateways: Vec<GatewayPlan>,
 }
 
 /// One private network as seen from this node.
@@ -31,7 +33,70 @@ pub struct NetworkPlan {
     pub subnet: Ipv4Net,
     /// This node's IPv6 subnet inside `ipv6_range` (a /64); `::1` in it is the gateway.
     pub subnet_v6: Ipv6Net,
+    /// The UDP port this node's WireGuard endpoint of the network listens on.
+    pub wireguard_listen_port: u16,
+    /// The other member nodes of the network.
+    pub peers: Vec<PeerPlan>,
+    /// External WireGuard peers (laptops, site bridges) that connect through this node.
+    pub access: Vec<AccessPlan>,
 }
+
+/// Another member node of a network: a WireGuard peer of this node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerPlan {
+    /// The peer node's id on the ledger.
+    pub node_id: u32,
+    /// The peer node's WireGuard (x25519) public key.
+    pub wireguard_public_key: WgKey,
+    /// The peer's underlay endpoints (several when it is multi-homed), with its listen port.
+    pub endpoints: Vec<SocketAddr>,
+    /// The peer's IPv4 subnet in this network.
+    pub subnet: Ipv4Net,
+    /// The peer's IPv6 subnet in this network.
+    pub subnet_v6: Ipv6Net,
+}
+
+/// An external WireGuard peer of a network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessPlan {
+    /// The access peer's name on the ledger.
+    pub name: String,
+    /// Its WireGuard public key.
+    pub wireguard_public_key: WgKey,
+    /// The addresses it may use inside the network (one for a laptop, site prefixes for a bridge).
+    pub allowed_ips: Vec<IpNet>,
+}
+
+/// A web gateway served by this node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayPlan {
+    /// The gateway's name on the ledger.
+    pub name: String,
+    /// The network whose members it proxies to.
+    pub network: String,
+    /// The public host names it answers for (HTTP `Host`, TLS SNI).
+    pub hostnames: Vec<String>,
+    /// Overlay addresses of the backends.
+    pub backends: Vec<SocketAddr>,
+    /// Plain HTTP routed by `Host`, or TLS passed through by SNI.
+    pub mode: GatewayMode,
+    /// The node's public addresses the gateway listens on.
+    pub public_ips: Vec<IpAddr>,
+}
+
+/// How a gateway routes public traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayMode {
+    /// Plain HTTP, routed by the `Host` header.
+    Http,
+    /// TLS, routed by SNI and passed through without termination.
+    TlsPassthrough,
+}
+
+/// A WireGuard (x25519) public key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WgKey(pub [u8; 32]);
 
 impl NetworkPlan {
     /// The address containers use as their IPv4 default gateway on this node.
@@ -158,6 +223,9 @@ mod tests {
             ipv6_range: "fd00:1::/48".parse().expect("net"),
             subnet: "10.1.3.0/24".parse().expect("net"),
             subnet_v6: "fd00:1:0:3::/64".parse().expect("net"),
+            wireguard_listen_port: 0,
+            peers: Vec::new(),
+            access: Vec::new(),
         };
         assert_eq!(net.gateway_v4(), Ipv4Addr::new(10, 1, 3, 1));
         assert_eq!(net.gateway_v6(), "fd00:1:0:3::1".parse::<Ipv6Addr>().expect("addr"));
