@@ -1,0 +1,265 @@
+//! The packet logic of `tc_from_container`: parse -> classify -> look up -> decide.
+//!
+//! Pure over a [`Frame`] and a [`Tables`] view of the maps, so it runs unchanged in the kernel
+//! and in host unit tests. The eBPF entry point only performs the returned [`Action`].
+
+use crate::{
+    GATEWAY_MAC,
+    maps::{Endpoint, EndpointKey, Iface},
+    packet::{
+        ARP_REPLY, ARP_REQUEST, ArpFrame, ArpIpv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
+        EthHdr, Frame, ICMPV6_NEIGHBOR_ADVERT, ICMPV6_NEIGHBOR_SOLICIT, IPPROTO_ICMPV6, Ipv4Hdr,
+        Ipv6Hdr, ND_OPT_SOURCE_LL, ND_OPT_TARGET_LL, NaFrame, NdMessage, link_local_of,
+        nd_checksum,
+    },
+    verdict::DropReason,
+};
+
+/// Read access to the datapath's maps.
+pub trait Tables {
+    /// The container behind a host-side veth.
+    fn iface(&self, ifindex: u32) -> Option<Iface>;
+    /// A local endpoint of a network.
+    fn endpoint(&self, key: &EndpointKey) -> Option<Endpoint>;
+}
+
+/// What to do with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Overwrite the frame with the [`arp_reply`] to `asked` and send it back to the container.
+    /// (Actions stay small: the kernel's 512-byte stack cannot hold several frames.)
+    ArpReply {
+        mac: [u8; 6],
+        ip: [u8; 4],
+        asked: [u8; 4],
+    },
+    /// Overwrite the frame with the [`neighbor_advert`] for `target` sent to `dst` and send it
+    /// back to the container.
+    NdReply {
+        mac: [u8; 6],
+        target: [u8; 16],
+        dst: [u8; 16],
+    },
+    /// Rewrite the Ethernet addresses (destination `dst_mac`, source [`GATEWAY_MAC`]) and hand
+    /// the frame to the peer of `ifindex`: the fast path.
+    Deliver { ifindex: u32, dst_mac: [u8; 6] },
+    /// Drop it, counted with the reason.
+    Drop(DropReason),
+}
+
+/// An [`Action`] and the network it is counted under (0 when not known).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub network_id: u32,
+    pub action: Action,
+}
+
+/// Decides the fate of a frame that a container sent into its veth `ifindex`.
+#[inline(always)]
+pub fn from_container<F: Frame + ?Sized, T: Tables>(
+    frame: &F,
+    ifindex: u32,
+    tables: &T,
+) -> Decision {
+    let Some(iface) = tables.iface(ifindex) else {
+        return Decision {
+            network_id: 0,
+            action: Action::Drop(DropReason::UnknownInterface),
+        };
+    };
+    Decision {
+        network_id: iface.network_id,
+        action: classify(frame, &iface, tables),
+    }
+}
+
+#[inline(always)]
+fn classify<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
+    let Some(eth) = frame.load::<EthHdr>(0) else {
+        return Action::Drop(DropReason::Malformed);
+    };
+    if eth.src != iface.mac {
+        return Action::Drop(DropReason::SpoofedMac);
+    }
+    match eth.ether_type() {
+        ETH_P_ARP => arp(frame, iface),
+        ETH_P_IP => ipv4(frame, iface, tables),
+        ETH_P_IPV6 => ipv6(frame, iface, tables),
+        _ => Action::Drop(DropReason::UnsupportedProtocol),
+    }
+}
+
+/// Answers every ARP request of the container with the gateway MAC: all its traffic, to the
+/// gateway or to a neighbour in its subnet, goes through the datapath, which enforces isolation
+/// at layer 3.
+#[inline(always)]
+fn arp<F: Frame + ?Sized>(frame: &F, iface: &Iface) -> Action {
+    let Some(arp) = frame.load::<ArpIpv4>(ETH_LEN) else {
+        return Action::Drop(DropReason::Malformed);
+    };
+    if !arp.is_ethernet_ipv4() {
+        return Action::Drop(DropReason::Malformed);
+    }
+    if arp.sha != iface.mac {
+        return Action::Drop(DropReason::SpoofedMac);
+    }
+    if arp.spa == [0; 4] || arp.oper() != ARP_REQUEST || arp.tpa == iface.ipv4 {
+        // Probes, announcements and replies: nothing to answer.
+        return Action::Drop(DropReason::LinkControl);
+    }
+    if arp.spa != iface.ipv4 {
+        return Action::Drop(DropReason::SpoofedIp);
+    }
+    Action::ArpReply {
+        mac: iface.mac,
+        ip: iface.ipv4,
+        asked: arp.tpa,
+    }
+}
+
+/// The ARP reply telling the container (`mac`, `ip`) that `asked` is at the gateway MAC.
+#[inline(always)]
+pub fn arp_reply(mac: [u8; 6], ip: [u8; 4], asked: [u8; 4]) -> ArpFrame {
+    ArpFrame {
+        eth: EthHdr {
+            dst: mac,
+            src: GATEWAY_MAC,
+            ether_type: ETH_P_ARP.to_be_bytes(),
+        },
+        arp: ArpIpv4 {
+            htype: 1u16.to_be_bytes(),
+            ptype: ETH_P_IP.to_be_bytes(),
+            hlen: 6,
+            plen: 4,
+            oper: ARP_REPLY.to_be_bytes(),
+            sha: GATEWAY_MAC,
+            spa: asked,
+            tha: mac,
+            tpa: ip,
+        },
+    }
+}
+
+#[inline(always)]
+fn ipv4<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
+    let Some(ip) = frame.load::<Ipv4Hdr>(ETH_LEN) else {
+        return Action::Drop(DropReason::Malformed);
+    };
+    if !ip.is_well_formed() {
+        return Action::Drop(DropReason::Malformed);
+    }
+    if ip.src != iface.ipv4 {
+        return Action::Drop(DropReason::SpoofedIp);
+    }
+    if ip.dst[0] >= 224 {
+        // Multicast, reserved and limited broadcast.
+        return Action::Drop(DropReason::LinkControl);
+    }
+    deliver(tables, &EndpointKey::v4(iface.network_id, ip.dst))
+}
+
+#[inline(always)]
+fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
+    let Some(ip) = frame.load::<Ipv6Hdr>(ETH_LEN) else {
+        return Action::Drop(DropReason::Malformed);
+    };
+    if !ip.is_well_formed() {
+        return Action::Drop(DropReason::Malformed);
+    }
+    let link_local = link_local_of(iface.mac);
+    if ip.next_header == IPPROTO_ICMPV6 {
+        if let Some(nd) = frame.load::<NdMessage>(ETH_LEN + core::mem::size_of::<Ipv6Hdr>()) {
+            if nd.icmp_type == ICMPV6_NEIGHBOR_SOLICIT {
+                return neighbor_solicit(&ip, &nd, iface, &link_local);
+            }
+        }
+    }
+    if ip.dst[0] == 0xff {
+        return Action::Drop(DropReason::LinkControl);
+    }
+    if ip.src != iface.ipv6 {
+        // Link-local sources only speak neighbour discovery, answered above.
+        return Action::Drop(if ip.src == link_local || ip.src == [0; 16] {
+            DropReason::LinkControl
+        } else {
+            DropReason::SpoofedIp
+        });
+    }
+    deliver(tables, &EndpointKey::v6(iface.network_id, ip.dst))
+}
+
+/// Answers a neighbour solicitation for any address with the gateway MAC (see [`arp`]).
+#[inline(always)]
+fn neighbor_solicit(ip: &Ipv6Hdr, ns: &NdMessage, iface: &Iface, link_local: &[u8; 16]) -> Action {
+    if ip.src == [0; 16] || ns.target == iface.ipv6 || ns.target == *link_local {
+        // Duplicate address detection: never claim the container's own address.
+        return Action::Drop(DropReason::LinkControl);
+    }
+    if ip.src != iface.ipv6 && ip.src != *link_local {
+        return Action::Drop(DropReason::SpoofedIp);
+    }
+    if usize::from(ip.payload_len()) != core::mem::size_of::<NdMessage>()
+        || ip.hop_limit != 255
+        || ns.code != 0
+        || ns.opt_type != ND_OPT_SOURCE_LL
+        || ns.opt_len != 1
+    {
+        return Action::Drop(DropReason::Malformed);
+    }
+    if ns.opt_mac != iface.mac {
+        return Action::Drop(DropReason::SpoofedMac);
+    }
+    Action::NdReply {
+        mac: iface.mac,
+        target: ns.target,
+        dst: ip.src,
+    }
+}
+
+/// The neighbour advertisement telling the container (`mac`, at `dst`) that `target` is at the
+/// gateway MAC.
+#[inline(always)]
+pub fn neighbor_advert(mac: [u8; 6], target: [u8; 16], dst: [u8; 16]) -> NaFrame {
+    let mut nd = NdMessage {
+        icmp_type: ICMPV6_NEIGHBOR_ADVERT,
+        code: 0,
+        checksum: [0; 2],
+        // Router, Solicited, Override: the gateway answers for the whole network.
+        flags: [0xe0, 0, 0, 0],
+        target,
+        opt_type: ND_OPT_TARGET_LL,
+        opt_len: 1,
+        opt_mac: GATEWAY_MAC,
+    };
+    nd.checksum = nd_checksum(&target, &dst, &nd);
+    NaFrame {
+        eth: EthHdr {
+            dst: mac,
+            src: GATEWAY_MAC,
+            ether_type: ETH_P_IPV6.to_be_bytes(),
+        },
+        ip: Ipv6Hdr {
+            version_class_flow: [0x60, 0, 0, 0],
+            payload_len: (core::mem::size_of::<NdMessage>() as u16).to_be_bytes(),
+            next_header: IPPROTO_ICMPV6,
+            hop_limit: 255,
+            src: target,
+            dst,
+        },
+        nd,
+    }
+}
+
+#[inline(always)]
+fn deliver<T: Tables>(tables: &T, key: &EndpointKey) -> Action {
+    match tables.endpoint(key) {
+        Some(endpoint) => Action::Deliver {
+            ifindex: endpoint.ifindex,
+            dst_mac: endpoint.mac,
+        },
+        None => Action::Drop(DropReason::CrossNetwork),
+    }
+}
+
+#[cfg(test)]
+mod tests;

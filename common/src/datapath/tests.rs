@@ -1,0 +1,403 @@
+use std::{collections::HashMap, vec::Vec};
+
+use super::*;
+
+const A_NET: u32 = 1;
+const B_NET: u32 = 2;
+const A1_IF: u32 = 11;
+const A2_IF: u32 = 12;
+const B1_IF: u32 = 21;
+const A1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xa1];
+const A2_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xa2];
+const B1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xb1];
+const A1_V4: [u8; 4] = [10, 1, 1, 2];
+const A2_V4: [u8; 4] = [10, 1, 1, 3];
+const B1_V4: [u8; 4] = [10, 1, 1, 3]; // the same address as a2, in another network
+const B2_V4: [u8; 4] = [10, 1, 1, 4];
+
+fn v6(last: u8) -> [u8; 16] {
+    let mut a = [0xfd, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+    a[15] = last;
+    a
+}
+
+struct Maps {
+    ifaces: HashMap<u32, Iface>,
+    endpoints: HashMap<EndpointKey, Endpoint>,
+}
+
+impl Tables for Maps {
+    fn iface(&self, ifindex: u32) -> Option<Iface> {
+        self.ifaces.get(&ifindex).copied()
+    }
+    fn endpoint(&self, key: &EndpointKey) -> Option<Endpoint> {
+        self.endpoints.get(key).copied()
+    }
+}
+
+fn maps() -> Maps {
+    let mut m = Maps {
+        ifaces: HashMap::new(),
+        endpoints: HashMap::new(),
+    };
+    for (ifindex, net, mac, v4, v6last) in [
+        (A1_IF, A_NET, A1_MAC, A1_V4, 2),
+        (A2_IF, A_NET, A2_MAC, A2_V4, 3),
+        (B1_IF, B_NET, B1_MAC, B1_V4, 3),
+        (31, B_NET, [2, 0, 0, 0, 0, 0xb2], B2_V4, 4),
+    ] {
+        m.ifaces.insert(
+            ifindex,
+            Iface {
+                network_id: net,
+                ipv4: v4,
+                ipv6: v6(v6last),
+                mac,
+                _pad: [0; 2],
+            },
+        );
+        let ep = Endpoint {
+            ifindex,
+            mac,
+            _pad: [0; 2],
+        };
+        m.endpoints.insert(EndpointKey::v4(net, v4), ep);
+        m.endpoints.insert(EndpointKey::v6(net, v6(v6last)), ep);
+    }
+    m
+}
+
+fn bytes<T: Copy>(value: &T) -> Vec<u8> {
+    // SAFETY: only called with the byte-array header structs of this crate.
+    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+        .to_vec()
+}
+use core::mem::size_of;
+
+fn eth(src: [u8; 6], ether_type: u16) -> Vec<u8> {
+    bytes(&EthHdr {
+        dst: GATEWAY_MAC,
+        src,
+        ether_type: ether_type.to_be_bytes(),
+    })
+}
+
+fn ipv4_frame(src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut f = eth(src_mac, ETH_P_IP);
+    f.extend(bytes(&Ipv4Hdr {
+        version_ihl: 0x45,
+        tos: 0,
+        total_len: 28u16.to_be_bytes(),
+        id: [0; 2],
+        frag_off: [0; 2],
+        ttl: 64,
+        protocol: 17,
+        checksum: [0; 2],
+        src,
+        dst,
+    }));
+    f.extend([0u8; 8]);
+    f
+}
+
+fn ipv6_frame(src_mac: [u8; 6], src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
+    let mut f = eth(src_mac, ETH_P_IPV6);
+    f.extend(bytes(&Ipv6Hdr {
+        version_class_flow: [0x60, 0, 0, 0],
+        payload_len: 8u16.to_be_bytes(),
+        next_header: 17,
+        hop_limit: 64,
+        src,
+        dst,
+    }));
+    f.extend([0u8; 8]);
+    f
+}
+
+fn arp_frame(src_mac: [u8; 6], oper: u16, sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    let mut f = eth(src_mac, ETH_P_ARP);
+    f.extend(bytes(&ArpIpv4 {
+        htype: 1u16.to_be_bytes(),
+        ptype: ETH_P_IP.to_be_bytes(),
+        hlen: 6,
+        plen: 4,
+        oper: oper.to_be_bytes(),
+        sha,
+        spa,
+        tha: [0; 6],
+        tpa,
+    }));
+    f
+}
+
+fn ns_frame(src_mac: [u8; 6], src: [u8; 16], target: [u8; 16]) -> Vec<u8> {
+    let mut f = eth(src_mac, ETH_P_IPV6);
+    let mut dst = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0];
+    dst[13..].copy_from_slice(&target[13..]);
+    f.extend(bytes(&Ipv6Hdr {
+        version_class_flow: [0x60, 0, 0, 0],
+        payload_len: 32u16.to_be_bytes(),
+        next_header: IPPROTO_ICMPV6,
+        hop_limit: 255,
+        src,
+        dst,
+    }));
+    let mut ns = NdMessage {
+        icmp_type: ICMPV6_NEIGHBOR_SOLICIT,
+        code: 0,
+        checksum: [0; 2],
+        flags: [0; 4],
+        target,
+        opt_type: ND_OPT_SOURCE_LL,
+        opt_len: 1,
+        opt_mac: src_mac,
+    };
+    ns.checksum = nd_checksum(&src, &dst, &ns);
+    f.extend(bytes(&ns));
+    f
+}
+
+fn decide(frame: &[u8], ifindex: u32) -> Decision {
+    from_container(frame, ifindex, &maps())
+}
+
+fn dropped(frame: &[u8], ifindex: u32) -> DropReason {
+    match decide(frame, ifindex).action {
+        Action::Drop(reason) => reason,
+        other => panic!("expected a drop, got {other:?}"),
+    }
+}
+
+#[test]
+fn local_same_network_ipv4_takes_the_fast_path() {
+    let d = decide(&ipv4_frame(A1_MAC, A1_V4, A2_V4), A1_IF);
+    assert_eq!(
+        d,
+        Decision {
+            network_id: A_NET,
+            action: Action::Deliver {
+                ifindex: A2_IF,
+                dst_mac: A2_MAC
+            }
+        }
+    );
+}
+
+#[test]
+fn same_address_in_another_network_is_never_reached() {
+    // b1 has a2's address; a1 reaches a2, b1 reaches nothing of network A.
+    assert_eq!(
+        decide(&ipv4_frame(A1_MAC, A1_V4, B1_V4), A1_IF).action,
+        Action::Deliver {
+            ifindex: A2_IF,
+            dst_mac: A2_MAC
+        }
+    );
+    assert_eq!(
+        dropped(&ipv4_frame(A1_MAC, A1_V4, B2_V4), A1_IF),
+        DropReason::CrossNetwork
+    );
+    let d = decide(&ipv4_frame(B1_MAC, B1_V4, A1_V4), B1_IF);
+    assert_eq!(
+        d,
+        Decision {
+            network_id: B_NET,
+            action: Action::Drop(DropReason::CrossNetwork)
+        }
+    );
+}
+
+#[test]
+fn local_same_network_ipv6_takes_the_fast_path() {
+    let d = decide(&ipv6_frame(A1_MAC, v6(2), v6(3)), A1_IF);
+    assert_eq!(
+        d.action,
+        Action::Deliver {
+            ifindex: A2_IF,
+            dst_mac: A2_MAC
+        }
+    );
+    assert_eq!(
+        dropped(&ipv6_frame(A1_MAC, v6(2), v6(4)), A1_IF),
+        DropReason::CrossNetwork
+    );
+}
+
+#[test]
+fn spoofed_sources_are_dropped() {
+    assert_eq!(
+        dropped(&ipv4_frame(A2_MAC, A1_V4, A2_V4), A1_IF),
+        DropReason::SpoofedMac
+    );
+    assert_eq!(
+        dropped(&ipv4_frame(A1_MAC, [10, 1, 1, 99], A2_V4), A1_IF),
+        DropReason::SpoofedIp
+    );
+    assert_eq!(
+        dropped(&ipv6_frame(A1_MAC, v6(9), v6(3)), A1_IF),
+        DropReason::SpoofedIp
+    );
+    assert_eq!(
+        dropped(&arp_frame(A1_MAC, ARP_REQUEST, A2_MAC, A1_V4, A2_V4), A1_IF),
+        DropReason::SpoofedMac
+    );
+    assert_eq!(
+        dropped(
+            &arp_frame(A1_MAC, ARP_REQUEST, A1_MAC, [10, 1, 1, 9], A2_V4),
+            A1_IF
+        ),
+        DropReason::SpoofedIp
+    );
+}
+
+#[test]
+fn unknown_interfaces_and_garbage_are_dropped() {
+    assert_eq!(
+        decide(&ipv4_frame(A1_MAC, A1_V4, A2_V4), 999),
+        Decision {
+            network_id: 0,
+            action: Action::Drop(DropReason::UnknownInterface)
+        }
+    );
+    let frame = ipv4_frame(A1_MAC, A1_V4, A2_V4);
+    for len in [0, 5, 13, 14, 20, 33] {
+        assert_eq!(
+            dropped(&frame[..len], A1_IF),
+            DropReason::Malformed,
+            "truncated to {len}"
+        );
+    }
+    let mut bad_version = frame.clone();
+    bad_version[14] = 0x65;
+    assert_eq!(dropped(&bad_version, A1_IF), DropReason::Malformed);
+    assert_eq!(
+        dropped(&eth(A1_MAC, 0x88cc), A1_IF),
+        DropReason::UnsupportedProtocol
+    );
+    let mut arp = arp_frame(A1_MAC, ARP_REQUEST, A1_MAC, A1_V4, A2_V4);
+    arp[14 + 4] = 8; // hlen
+    assert_eq!(dropped(&arp, A1_IF), DropReason::Malformed);
+}
+
+#[test]
+fn arp_requests_are_answered_with_the_gateway_mac() {
+    let action = decide(
+        &arp_frame(A1_MAC, ARP_REQUEST, A1_MAC, A1_V4, [10, 1, 1, 1]),
+        A1_IF,
+    )
+    .action;
+    assert_eq!(
+        action,
+        Action::ArpReply {
+            mac: A1_MAC,
+            ip: A1_V4,
+            asked: [10, 1, 1, 1]
+        }
+    );
+    let reply = arp_reply(A1_MAC, A1_V4, [10, 1, 1, 1]);
+    assert_eq!(reply.eth.dst, A1_MAC);
+    assert_eq!(reply.eth.src, GATEWAY_MAC);
+    assert_eq!(reply.arp.oper(), ARP_REPLY);
+    assert_eq!((reply.arp.sha, reply.arp.spa), (GATEWAY_MAC, [10, 1, 1, 1]));
+    assert_eq!((reply.arp.tha, reply.arp.tpa), (A1_MAC, A1_V4));
+    assert!(reply.arp.is_ethernet_ipv4());
+    // Announcements and probes get no answer.
+    assert_eq!(
+        dropped(&arp_frame(A1_MAC, ARP_REQUEST, A1_MAC, A1_V4, A1_V4), A1_IF),
+        DropReason::LinkControl
+    );
+    assert_eq!(
+        dropped(
+            &arp_frame(A1_MAC, ARP_REQUEST, A1_MAC, [0; 4], A2_V4),
+            A1_IF
+        ),
+        DropReason::LinkControl
+    );
+    assert_eq!(
+        dropped(&arp_frame(A1_MAC, ARP_REPLY, A1_MAC, A1_V4, A2_V4), A1_IF),
+        DropReason::LinkControl
+    );
+}
+
+/// An independent Internet checksum over a pseudo-header and message.
+fn reference_checksum(src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16 {
+    let mut data = Vec::new();
+    data.extend_from_slice(src);
+    data.extend_from_slice(dst);
+    data.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    data.extend_from_slice(&[0, 0, 0, IPPROTO_ICMPV6]);
+    data.extend_from_slice(msg);
+    let mut sum: u64 = data
+        .chunks(2)
+        .map(|c| u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[test]
+fn neighbour_solicitations_are_answered_with_a_valid_advertisement() {
+    for src in [v6(2), link_local_of(A1_MAC)] {
+        let action = decide(&ns_frame(A1_MAC, src, v6(1)), A1_IF).action;
+        assert_eq!(
+            action,
+            Action::NdReply {
+                mac: A1_MAC,
+                target: v6(1),
+                dst: src
+            }
+        );
+        let na = neighbor_advert(A1_MAC, v6(1), src);
+        assert_eq!((na.eth.dst, na.eth.src), (A1_MAC, GATEWAY_MAC));
+        assert_eq!((na.ip.src, na.ip.dst, na.ip.hop_limit), (v6(1), src, 255));
+        assert_eq!(na.nd.icmp_type, ICMPV6_NEIGHBOR_ADVERT);
+        assert_eq!(
+            (na.nd.target, na.nd.opt_type, na.nd.opt_mac),
+            (v6(1), ND_OPT_TARGET_LL, GATEWAY_MAC)
+        );
+        let mut zeroed = na.nd;
+        zeroed.checksum = [0; 2];
+        assert_eq!(
+            u16::from_be_bytes(na.nd.checksum),
+            reference_checksum(&na.ip.src, &na.ip.dst, &bytes(&zeroed))
+        );
+    }
+}
+
+#[test]
+fn duplicate_address_detection_is_never_answered() {
+    assert_eq!(
+        dropped(&ns_frame(A1_MAC, [0; 16], v6(2)), A1_IF),
+        DropReason::LinkControl
+    );
+    assert_eq!(
+        dropped(&ns_frame(A1_MAC, v6(2), v6(2)), A1_IF),
+        DropReason::LinkControl
+    );
+    assert_eq!(
+        dropped(&ns_frame(A1_MAC, v6(7), v6(3)), A1_IF),
+        DropReason::SpoofedIp
+    );
+}
+
+#[test]
+fn multicast_is_link_control() {
+    assert_eq!(
+        dropped(&ipv4_frame(A1_MAC, A1_V4, [224, 0, 0, 22]), A1_IF),
+        DropReason::LinkControl
+    );
+    assert_eq!(
+        dropped(&ipv4_frame(A1_MAC, A1_V4, [255; 4]), A1_IF),
+        DropReason::LinkControl
+    );
+    let mut mld = [0u8; 16];
+    mld[0] = 0xff;
+    mld[1] = 0x02;
+    mld[15] = 0x16;
+    assert_eq!(
+        dropped(&ipv6_frame(A1_MAC, link_local_of(A1_MAC), mld), A1_IF),
+        DropReason::LinkControl
+    );
+}

@@ -1,0 +1,82 @@
+//! The maps, pinned by name so that they outlive the agent and a restarted agent finds them.
+//!
+//! Each static's name IS the map's name: keep them equal to the `MAP_*` constants of
+//! `gridnet_common::maps` (the agent opens them by those constants and fails loudly otherwise).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuHashMap},
+};
+use gridnet_common::{
+    datapath::Tables,
+    maps::{
+        Endpoint, EndpointKey, Iface, MAX_ENDPOINTS, MAX_IFACES, MAX_NETWORKS, MAX_STATS,
+        NetworkName, Stats, StatsKey,
+    },
+    verdict::{DropReason, Program, Verdict},
+};
+
+#[map]
+static GRIDNET_IFACE_1: HashMap<u32, Iface> = HashMap::pinned(MAX_IFACES, 0);
+
+#[map]
+static GRIDNET_ENDPT_1: HashMap<EndpointKey, Endpoint> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+#[map]
+static GRIDNET_STATS_1: PerCpuHashMap<StatsKey, Stats> = PerCpuHashMap::pinned(MAX_STATS, 0);
+
+/// Only the agent and `gridnet bpf-stats` use it; it lives here so it is pinned with the rest.
+#[map]
+static GRIDNET_NETS_1: HashMap<u32, NetworkName> = HashMap::pinned(MAX_NETWORKS, 0);
+
+/// The maps as the datapath logic sees them.
+pub struct Maps;
+
+impl Tables for Maps {
+    #[inline(always)]
+    fn iface(&self, ifindex: u32) -> Option<Iface> {
+        // SAFETY: the value is copied out at once; no reference outlives the lookup.
+        unsafe { GRIDNET_IFACE_1.get(&ifindex) }.copied()
+    }
+
+    #[inline(always)]
+    fn endpoint(&self, key: &EndpointKey) -> Option<Endpoint> {
+        // SAFETY: as above.
+        unsafe { GRIDNET_ENDPT_1.get(key) }.copied()
+    }
+}
+
+/// Adds one packet of `bytes` to its counter.
+#[inline(always)]
+pub fn count(program: Program, verdict: Verdict, reason: DropReason, network_id: u32, bytes: u32) {
+    let key = StatsKey {
+        program: program as u8,
+        verdict: verdict as u8,
+        reason: reason as u8,
+        _pad: 0,
+        network_id,
+    };
+    let counter = match GRIDNET_STATS_1.get_ptr_mut(&key) {
+        Some(counter) => counter,
+        None => {
+            // A lost race with another CPU inserting the same key is harmless: the value is
+            // per-CPU, and BPF_NOEXIST keeps the other CPU's slot.
+            let _ = GRIDNET_STATS_1.insert(&key, &Stats::default(), 0);
+            match GRIDNET_STATS_1.get_ptr_mut(&key) {
+                Some(counter) => counter,
+                None => return,
+            }
+        }
+    };
+    // SAFETY: the pointer is this CPU's slot of a live map value; BPF programs are not
+    // preempted by another program on the same CPU for the same map slot.
+    unsafe {
+        (*counter).packets += 1;
+        (*counter).bytes += u64::from(bytes);
+    }
+}
+
+#[cfg(not(target_arch = "bpf"))]
+const _: () = {
+    let _ = GRIDNET_NETS_1;
+};

@@ -1,0 +1,91 @@
+//! TC ingress on the host side of each container's veth: everything a container sends.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT},
+    helpers::{bpf_redirect, bpf_redirect_peer},
+    macros::classifier,
+    programs::TcContext,
+};
+use gridnet_common::{
+    GATEWAY_MAC,
+    datapath::{Action, arp_reply, from_container, neighbor_advert},
+    packet::Frame,
+    verdict::{DropReason, Program, Verdict},
+};
+
+use crate::maps::{Maps, count};
+
+/// The socket buffer as a [`Frame`]: loads go through `bpf_skb_load_bytes`, which also reads
+/// non-linear data and needs no pointer arithmetic for the verifier to follow.
+struct Skb<'a>(&'a TcContext);
+
+impl Frame for Skb<'_> {
+    #[inline(always)]
+    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
+        self.0.load::<T>(offset).ok()
+    }
+}
+
+#[classifier]
+pub fn tc_from_container(ctx: TcContext) -> i32 {
+    // SAFETY: `skb` is the context pointer the kernel passed in; `ifindex` is readable in TC.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let decision = from_container(&Skb(&ctx), ifindex, &Maps);
+    let (verdict, reason, code) = act(&ctx, ifindex, decision.action);
+    count(
+        Program::TcFromContainer,
+        verdict,
+        reason,
+        decision.network_id,
+        ctx.len(),
+    );
+    code
+}
+
+/// Performs an action; returns what to count and the TC return code.
+#[inline(always)]
+fn act(ctx: &TcContext, ifindex: u32, action: Action) -> (Verdict, DropReason, i32) {
+    match action {
+        Action::ArpReply { mac, ip, asked } => reply(ctx, ifindex, &arp_reply(mac, ip, asked)),
+        Action::NdReply { mac, target, dst } => {
+            reply(ctx, ifindex, &neighbor_advert(mac, target, dst))
+        }
+        Action::Deliver {
+            ifindex: peer,
+            dst_mac,
+        } => {
+            let [a, b, c, d, e, f] = dst_mac;
+            let [g, h, i, j, k, l] = GATEWAY_MAC;
+            if ctx
+                .store(0, &[a, b, c, d, e, f, g, h, i, j, k, l], 0)
+                .is_err()
+            {
+                return drop(DropReason::Malformed);
+            }
+            // SAFETY: a plain helper call; `peer` is an ifindex from our own map.
+            let code = unsafe { bpf_redirect_peer(peer, 0) } as i32;
+            if code == TC_ACT_REDIRECT as i32 {
+                (Verdict::Forward, DropReason::None, code)
+            } else {
+                drop(DropReason::RedirectFailed)
+            }
+        }
+        Action::Drop(reason) => drop(reason),
+    }
+}
+
+/// Overwrites the frame with `reply` and sends it back out to the container.
+#[inline(always)]
+fn reply<T>(ctx: &TcContext, ifindex: u32, reply: &T) -> (Verdict, DropReason, i32) {
+    if ctx.store(0, reply, 0).is_err() {
+        return drop(DropReason::Malformed);
+    }
+    // SAFETY: a plain helper call; flags 0 means the egress of `ifindex`, toward the container.
+    let code = unsafe { bpf_redirect(ifindex, 0) } as i32;
+    (Verdict::Reply, DropReason::None, code)
+}
+
+#[inline(always)]
+fn drop(reason: DropReason) -> (Verdict, DropReason, i32) {
+    (Verdict::Drop, reason, TC_ACT_SHOT as i32)
+}
