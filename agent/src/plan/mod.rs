@@ -162,7 +162,9 @@ impl std::str::FromStr for Mac {
     type Err = ParseMacError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = || ParseMacError { text: text.to_owned() };
+        let err = || ParseMacError {
+            text: text.to_owned(),
+        };
         let mut mac = [0u8; 6];
         let mut parts = text.split(':');
         for byte in &mut mac {
@@ -201,7 +203,13 @@ mod tests {
         let mac: Mac = "02:0a:ff:00:10:01".parse().expect("valid");
         assert_eq!(mac.0, [0x02, 0x0a, 0xff, 0x00, 0x10, 0x01]);
         assert_eq!(mac.to_string(), "02:0a:ff:00:10:01");
-        for bad in ["", "02:0a:ff:00:10", "02:0a:ff:00:10:01:02", "2:0a:ff:00:10:01", "zz:0a:ff:00:10:01"] {
+        for bad in [
+            "",
+            "02:0a:ff:00:10",
+            "02:0a:ff:00:10:01:02",
+            "2:0a:ff:00:10:01",
+            "zz:0a:ff:00:10:01",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }
     }
@@ -228,6 +236,9 @@ mod tests {
             access: Vec::new(),
         };
         assert_eq!(net.gateway_v4(), Ipv4Addr::new(10, 1, 3, 1));
-        assert_eq!(net.gateway_v6(), "fd00:1:0:3::1".parse::<Ipv6Addr>().expect("addr"));
+        assert_eq!(
+            net.gateway_v6(),
+            "fd00:1:0:3::1".parse::<Ipv6Addr>().expect("addr")
+        );
     }
 }

@@ -1,0 +1,37 @@
+//! Names of the kernel objects that realize a container. Deterministic, so a restarted agent
+//! finds what an earlier one made.
+
+/// The interface name of a container inside its namespace.
+pub const CONTAINER_IFNAME: &str = "eth0";
+
+/// Prefix of the host-side veths gridnet makes ("gn" + 8 hex digits fits IFNAMSIZ).
+pub const HOST_IFNAME_PREFIX: &str = "gn";
+
+/// The name of a container's network namespace.
+pub fn netns_name(prefix: &str, container: &str) -> String {
+    format!("{prefix}{container}")
+}
+
+/// The host-side veth of a container: a hash of its name, because interface names are limited
+/// to 15 bytes.
+pub fn host_ifname(container: &str) -> String {
+    // FNV-1a, 32 bits: stable across releases, unlike std's hasher.
+    let hash = container.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{HOST_IFNAME_PREFIX}{hash:08x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ifnames_fit_and_are_stable() {
+        let name = host_ifname("a-very-long-container-name-that-goes-on");
+        assert!(name.len() <= 15);
+        assert_eq!(name, host_ifname("a-very-long-container-name-that-goes-on"));
+        assert_ne!(host_ifname("a1"), host_ifname("a2"));
+        assert_eq!(netns_name("gn-", "web"), "gn-web");
+    }
+}

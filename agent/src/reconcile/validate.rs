@@ -1,0 +1,274 @@
+//! Checks a plan before anything is changed, so a bad plan changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::plan::NodePlan;
+
+/// Why a plan cannot be realized.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("network `{network}` is listed twice")]
+    DuplicateNetwork { network: String },
+    #[error("container `{container}` is listed twice")]
+    DuplicateContainer { container: String },
+    #[error("container name `{container}` is invalid: use 1-48 letters, digits, `-`, `_`, `.`")]
+    InvalidContainerName { container: String },
+    #[error("container `{container}` names network `{network}`, which this node does not have")]
+    UnknownNetwork { container: String, network: String },
+    #[error("container `{container}`: {address} is outside its network's subnet {subnet}")]
+    OutsideSubnet {
+        container: String,
+        address: IpAddr,
+        subnet: String,
+    },
+    #[error("container `{container}`: {address} is the gateway address of its subnet")]
+    GatewayAddress { container: String, address: IpAddr },
+    #[error("containers `{first}` and `{second}` both use {address} in network `{network}`")]
+    DuplicateAddress {
+        first: String,
+        second: String,
+        address: IpAddr,
+        network: String,
+    },
+    #[error("network `{network}`: subnet {subnet} is not inside its range {range}")]
+    SubnetOutsideRange {
+        network: String,
+        subnet: String,
+        range: String,
+    },
+    #[error("container `{container}`: MAC {mac} is not a unicast address")]
+    MulticastMac { container: String, mac: String },
+    #[error(
+        "containers `{first}` and `{second}` map to the same interface name `{ifname}`; rename one"
+    )]
+    InterfaceNameClash {
+        first: String,
+        second: String,
+        ifname: String,
+    },
+}
+
+/// Longest container name: the namespace name adds a prefix and must stay readable.
+pub const MAX_CONTAINER_NAME: usize = 48;
+
+/// Checks every rule the kernel side relies on.
+pub fn validate(plan: &NodePlan) -> Result<(), PlanError> {
+    let mut networks = BTreeMap::new();
+    for network in &plan.networks {
+        if networks.insert(network.name.as_str(), network).is_some() {
+            return Err(PlanError::DuplicateNetwork {
+                network: network.name.clone(),
+            });
+        }
+        if !network.ip_range.contains(&network.subnet)
+            || !network.ipv6_range.contains(&network.subnet_v6)
+        {
+            let (subnet, range) = if network.ip_range.contains(&network.subnet) {
+                (
+                    network.subnet_v6.to_string(),
+                    network.ipv6_range.to_string(),
+                )
+            } else {
+                (network.subnet.to_string(), network.ip_range.to_string())
+            };
+            return Err(PlanError::SubnetOutsideRange {
+                network: network.name.clone(),
+                subnet,
+                range,
+            });
+        }
+    }
+    let mut names = BTreeSet::new();
+    let mut addresses: BTreeMap<(&str, IpAddr), &str> = BTreeMap::new();
+    let mut ifnames: BTreeMap<String, &str> = BTreeMap::new();
+    for container in &plan.containers {
+        let name = container.name.as_str();
+        if !names.insert(name) {
+            return Err(PlanError::DuplicateContainer {
+                container: name.to_owned(),
+            });
+        }
+        let valid = !name.is_empty()
+            && name.len() <= MAX_CONTAINER_NAME
+            && name != "."
+            && name != ".."
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid {
+            return Err(PlanError::InvalidContainerName {
+                container: name.to_owned(),
+            });
+        }
+        let Some(network) = networks.get(container.network.as_str()) else {
+            return Err(PlanError::UnknownNetwork {
+                container: name.to_owned(),
+                network: container.network.clone(),
+            });
+        };
+        if container.mac.0[0] & 1 != 0 {
+            return Err(PlanError::MulticastMac {
+                container: name.to_owned(),
+                mac: container.mac.to_string(),
+            });
+        }
+        let checks = [
+            (
+                IpAddr::V4(container.ipv4),
+                network.subnet.contains(&container.ipv4),
+                network.subnet.to_string(),
+                IpAddr::V4(network.gateway_v4()),
+            ),
+            (
+                IpAddr::V6(container.ipv6),
+                network.subnet_v6.contains(&container.ipv6),
+                network.subnet_v6.to_string(),
+                IpAddr::V6(network.gateway_v6()),
+            ),
+        ];
+        for (address, inside, subnet, gateway) in checks {
+            if !inside {
+                return Err(PlanError::OutsideSubnet {
+                    container: name.to_owned(),
+                    address,
+                    subnet,
+                });
+            }
+            if address == gateway {
+                return Err(PlanError::GatewayAddress {
+                    container: name.to_owned(),
+                    address,
+                });
+            }
+            if let Some(first) = addresses.insert((network.name.as_str(), address), name) {
+                return Err(PlanError::DuplicateAddress {
+                    first: first.to_owned(),
+                    second: name.to_owned(),
+                    address,
+                    network: network.name.clone(),
+                });
+            }
+        }
+        let ifname = super::names::host_ifname(name);
+        if let Some(first) = ifnames.insert(ifname.clone(), name) {
+            return Err(PlanError::InterfaceNameClash {
+                first: first.to_owned(),
+                second: name.to_owned(),
+                ifname,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{ContainerPlan, Mac, NetworkPlan};
+
+    fn network(name: &str) -> NetworkPlan {
+        NetworkPlan {
+            name: name.into(),
+            ip_range: "10.1.0.0/16".parse().expect("net"),
+            ipv6_range: "fd00:1::/48".parse().expect("net"),
+            subnet: "10.1.1.0/24".parse().expect("net"),
+            subnet_v6: "fd00:1:0:1::/64".parse().expect("net"),
+            wireguard_listen_port: 0,
+            peers: Vec::new(),
+            access: Vec::new(),
+        }
+    }
+
+    fn container(name: &str, network: &str, last: u8) -> ContainerPlan {
+        ContainerPlan {
+            name: name.into(),
+            network: network.into(),
+            ipv4: [10, 1, 1, last].into(),
+            ipv6: format!("fd00:1:0:1::{last:x}").parse().expect("addr"),
+            mac: Mac::derive(network, name),
+        }
+    }
+
+    fn plan(containers: Vec<ContainerPlan>) -> NodePlan {
+        NodePlan {
+            networks: vec![network("a"), network("b")],
+            containers,
+            gateways: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn overlapping_networks_with_the_same_addresses_are_fine() {
+        let p = plan(vec![
+            container("a1", "a", 2),
+            container("a2", "a", 3),
+            container("b1", "b", 3),
+        ]);
+        assert_eq!(validate(&p), Ok(()));
+    }
+
+    #[test]
+    fn bad_plans_are_refused_with_the_reason() {
+        let cases: Vec<(NodePlan, fn(&PlanError) -> bool)> = vec![
+            (
+                plan(vec![container("a1", "a", 2), container("a1", "a", 3)]),
+                |e| matches!(e, PlanError::DuplicateContainer { .. }),
+            ),
+            (
+                plan(vec![container("a1", "a", 2), container("a2", "a", 2)]),
+                |e| matches!(e, PlanError::DuplicateAddress { .. }),
+            ),
+            (plan(vec![container("a1", "zzz", 2)]), |e| {
+                matches!(e, PlanError::UnknownNetwork { .. })
+            }),
+            (plan(vec![container("a1", "a", 1)]), |e| {
+                matches!(e, PlanError::GatewayAddress { .. })
+            }),
+            (plan(vec![container("../x", "a", 2)]), |e| {
+                matches!(e, PlanError::InvalidContainerName { .. })
+            }),
+            (plan(vec![container("", "a", 2)]), |e| {
+                matches!(e, PlanError::InvalidContainerName { .. })
+            }),
+            (
+                plan(vec![ContainerPlan {
+                    ipv4: [10, 1, 2, 5].into(),
+                    ..container("a1", "a", 2)
+                }]),
+                |e| matches!(e, PlanError::OutsideSubnet { .. }),
+            ),
+            (
+                plan(vec![ContainerPlan {
+                    mac: Mac([1, 0, 0, 0, 0, 1]),
+                    ..container("a1", "a", 2)
+                }]),
+                |e| matches!(e, PlanError::MulticastMac { .. }),
+            ),
+            (
+                NodePlan {
+                    networks: vec![network("a"), network("a")],
+                    containers: Vec::new(),
+                    gateways: Vec::new(),
+                },
+                |e| matches!(e, PlanError::DuplicateNetwork { .. }),
+            ),
+            (
+                NodePlan {
+                    networks: vec![NetworkPlan {
+                        subnet: "10.2.1.0/24".parse().expect("net"),
+                        ..network("a")
+                    }],
+                    containers: Vec::new(),
+                    gateways: Vec::new(),
+                },
+                |e| matches!(e, PlanError::SubnetOutsideRange { .. }),
+            ),
+        ];
+        for (plan, expected) in cases {
+            let err = validate(&plan).expect_err("a bad plan must be refused");
+            assert!(expected(&err), "unexpected error: {err}");
+            assert!(!err.to_string().is_empty());
+        }
+    }
+}
