@@ -1,5 +1,7 @@
 //! The `gridnet` command line: one module per subcommand.
 
+mod apply;
+mod bpf_stats;
 mod ledger;
 mod node;
 
@@ -15,6 +17,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Realize a node plan (networks and containers) once, and exit.
+    Apply(apply::ApplyArgs),
+    /// Show the datapath's counters from the pinned maps (no running agent needed).
+    BpfStats(bpf_stats::BpfStatsArgs),
     /// Reservation ledger tools: keys, entries, verification.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
@@ -27,6 +33,8 @@ impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::Apply(args) => args.run(),
+            Command::BpfStats(args) => args.run(),
             Command::Ledger(command) => command.run(),
             Command::Node(command) => command.run(),
         }

@@ -13,7 +13,7 @@ use std::{
 
 use gridnet_common::maps::{Endpoint, EndpointKey, Iface};
 use ipnet::IpNet;
-use tracing::info;
+use tracing::debug;
 
 pub use validate::{MAX_CONTAINER_NAME, PlanError, validate};
 
@@ -49,7 +49,7 @@ pub struct Report {
 
 impl Report {
     fn change(&mut self, what: String) {
-        info!(change = %what);
+        debug!(change = %what);
         self.changes.push(what);
     }
 }

@@ -1,0 +1,48 @@
+//! `gridnet apply`: realize a node plan once and exit.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use crate::{
+    plan::NodePlan,
+    reconcile::{self, NodeConfig},
+};
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The node plan (YAML): networks and containers of this node.
+    plan: PathBuf,
+    /// The bpffs directory of the datapath's pins.
+    #[arg(long, default_value = crate::dataplane::DEFAULT_PIN_ROOT)]
+    pin_root: PathBuf,
+    /// Prefix of the container namespaces this node owns.
+    #[arg(long, default_value = "gn-")]
+    netns_prefix: String,
+}
+
+impl ApplyArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(&self.plan)
+            .with_context(|| format!("cannot read the plan {}", self.plan.display()))?;
+        let plan: NodePlan = serde_yaml::from_str(&text)
+            .with_context(|| format!("{} is not a valid node plan", self.plan.display()))?;
+        let config = NodeConfig { pin_root: self.pin_root, netns_prefix: self.netns_prefix };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let report = runtime
+            .block_on(reconcile::apply(&plan, &config))
+            .context("applying the plan failed (run as root; the error names the object)")?;
+        if report.changes.is_empty() {
+            println!("no changes");
+        } else {
+            for change in &report.changes {
+                println!("{change}");
+            }
+            println!("{} changes", report.changes.len());
+        }
+        Ok(())
+    }
+}
