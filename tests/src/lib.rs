@@ -1,1 +1,222 @@
+//! Support for gridnet's privileged tests: every test builds its own node (a network namespace
+//! with its own pin root and namespace prefix) and removes all of it on drop, even when the
+//! test fails, so tests run in parallel and leave the machine as they found it.
+//!
+//! These tests need root and a kernel with BPF; they fail (never skip) without them.
 
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use gridnet_agent::{netlink::Netns, plan::NodePlan};
+use std::os::{fd::AsFd as _, unix::process::CommandExt as _};
+
+/// The `gridnet` binary under test: `$GRIDNET_BIN`, else the one next to this test executable.
+pub fn gridnet_bin() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("GRIDNET_BIN") {
+        return Ok(bin.into());
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/gridnet
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("gridnet"))
+        .context("odd test path")?;
+    ensure!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p gridnet-agent`) or set GRIDNET_BIN",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// A short id unique to this process and call, for names of kernel objects.
+pub fn unique_id() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{:x}{:x}",
+        std::process::id() % 0xfffff,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A test node: its namespace, pin root and container prefix, removed on drop.
+pub struct Node {
+    pub id: String,
+    pub ns: Netns,
+    pub pin_root: PathBuf,
+    pub prefix: String,
+    workdir: PathBuf,
+}
+
+impl Node {
+    pub fn new() -> anyhow::Result<Self> {
+        ensure!(
+            nix::unistd::Uid::effective().is_root(),
+            "these tests need root (CI runs them as root)"
+        );
+        let id = unique_id();
+        let ns = Netns::create(&format!("gtnode-{id}")).context("create the node namespace")?;
+        let workdir = std::env::temp_dir().join(format!("gridnet-test-{id}"));
+        std::fs::create_dir_all(&workdir)?;
+        Ok(Self {
+            pin_root: PathBuf::from(format!("/sys/fs/bpf/gridnet-test-{id}")),
+            prefix: format!("gt{id}-"),
+            ns,
+            id,
+            workdir,
+        })
+    }
+
+    /// The namespace name of container `name` on this node.
+    pub fn container_ns(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// `gridnet <args>` run inside the node's network namespace.
+    pub fn gridnet(&self, args: &[&str]) -> anyhow::Result<Output> {
+        let mut command = Command::new(gridnet_bin()?);
+        command.args(args);
+        in_netns(&mut command, self.ns.name())?;
+        Ok(command.output()?)
+    }
+
+    /// Applies a plan with `gridnet apply`; returns its stdout, failing on a non-zero exit.
+    pub fn apply(&self, plan: &NodePlan) -> anyhow::Result<String> {
+        let path = self.workdir.join("plan.yaml");
+        std::fs::write(&path, serde_yaml::to_string(plan)?)?;
+        let path = path.to_str().context("temp path")?.to_owned();
+        let pin_root = self.pin_root.to_str().context("pin root")?.to_owned();
+        let out = self.gridnet(&[
+            "apply",
+            &path,
+            "--pin-root",
+            &pin_root,
+            "--netns-prefix",
+            &self.prefix,
+        ])?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "gridnet apply failed: {}\n{stdout}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(stdout)
+    }
+
+    /// `gridnet bpf-stats --json` for this node's pins, parsed.
+    pub fn bpf_stats(&self) -> anyhow::Result<serde_json::Value> {
+        let pin_root = self.pin_root.to_str().context("pin root")?;
+        let out = Command::new(gridnet_bin()?)
+            .args(["bpf-stats", "--json", "--pin-root", pin_root])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "gridnet bpf-stats failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Containers first (their veths go with them), then the node, then the pins.
+        if let Ok(names) = Netns::list(&self.prefix) {
+            for name in names {
+                let _ = Netns::delete(&name);
+            }
+        }
+        let _ = Netns::delete(self.ns.name());
+        let _ = remove_pins(&self.pin_root);
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+/// Removes a pin directory tree (bpffs allows unlink and rmdir, not rename tricks).
+fn remove_pins(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            remove_pins(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    std::fs::remove_dir(dir)
+}
+
+/// Makes `command` run inside the named network namespace (only the network namespace:
+/// unlike `ip netns exec`, mounts stay shared with the test).
+pub fn in_netns(command: &mut Command, ns: &str) -> anyhow::Result<()> {
+    let file = Netns::open(ns)?.file().try_clone()?;
+    // SAFETY: the closure only calls setns(2), which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)
+        });
+    }
+    Ok(())
+}
+
+/// Runs a command inside a network namespace and returns its output.
+pub fn run_in(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<Output> {
+    let mut command = Command::new(program);
+    command.args(args);
+    in_netns(&mut command, ns)?;
+    command
+        .output()
+        .with_context(|| format!("cannot run {program} (is it installed?)"))
+}
+
+/// `ping` from inside a namespace: true when replies came back.
+pub fn ping(ns: &str, target: &str, count: u32) -> anyhow::Result<bool> {
+    let count = count.to_string();
+    let out = run_in(ns, "ping", &["-c", &count, "-i", "0.2", "-W", "1", target])?;
+    Ok(out.status.success())
+}
+
+/// Runs `f` in a thread inside the namespace; sockets it creates stay there.
+pub fn within<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let ns = Netns::open(ns)?;
+    std::thread::spawn(move || ns.enter(f))
+        .join()
+        .map_err(|_| anyhow::anyhow!("namespace thread panicked"))?
+        .map_err(Into::into)
+}
+
+/// The counter `packets` for a program, network, verdict and reason in a `bpf-stats --json`.
+pub fn counter(
+    stats: &serde_json::Value,
+    network: &str,
+    verdict: &str,
+    reason: Option<&str>,
+) -> (u64, u64) {
+    let counters = stats["counters"].as_array().cloned().unwrap_or_default();
+    counters
+        .iter()
+        .find(|c| {
+            c["program"] == "tc_from_container"
+                && c["network"] == network
+                && c["verdict"] == verdict
+                && c["reason"].as_str() == reason
+        })
+        .map_or((0, 0), |c| {
+            (
+                c["packets"].as_u64().unwrap_or(0),
+                c["bytes"].as_u64().unwrap_or(0),
+            )
+        })
+}

@@ -151,14 +151,13 @@ impl Netlink {
             .map_err(|source| request("set up", &index.to_string(), source))
     }
 
-    /// Deletes a link (a veth takes its peer along).
+    /// Deletes a link (a veth takes its peer along). A link that is already gone is fine: the
+    /// kernel also removes veths on its own when their namespace goes away.
     pub async fn delete_link(&self, index: u32) -> Result<(), NetlinkError> {
-        self.handle
-            .link()
-            .del(index)
-            .execute()
-            .await
-            .map_err(|source| request("delete link", &index.to_string(), source))
+        match self.handle.link().del(index).execute().await {
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(()),
+            other => other.map_err(|source| request("delete link", &index.to_string(), source)),
+        }
     }
 
     /// The addresses on a link (link-local IPv6 included).

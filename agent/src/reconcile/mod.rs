@@ -334,17 +334,19 @@ async fn remove_departed(
         .iter()
         .map(|c| names::host_ifname(&c.name))
         .collect();
-    for ns in Netns::list(&config.netns_prefix).map_err(ReconcileError::ListNetns)? {
-        if !wanted_ns.contains(&ns) {
-            Netns::delete(&ns)?;
-            report.change(format!("delete netns {ns}"));
-        }
-    }
+    // Veths first: deleting one removes its peer at once, while a namespace's interfaces go
+    // only when the kernel gets round to freeing it.
     for link in node.links(names::HOST_IFNAME_PREFIX).await? {
         let ours = link.name.len() == 10 && link.name[2..].bytes().all(|b| b.is_ascii_hexdigit());
         if ours && !wanted_hosts.contains(&link.name) {
             node.delete_link(link.index).await?;
             report.change(format!("delete veth {}", link.name));
+        }
+    }
+    for ns in Netns::list(&config.netns_prefix).map_err(ReconcileError::ListNetns)? {
+        if !wanted_ns.contains(&ns) {
+            Netns::delete(&ns)?;
+            report.change(format!("delete netns {ns}"));
         }
     }
     for &ifindex in view.ifaces.keys() {
