@@ -27,7 +27,10 @@ impl ApplyArgs {
             .with_context(|| format!("cannot read the plan {}", self.plan.display()))?;
         let plan: NodePlan = serde_yaml::from_str(&text)
             .with_context(|| format!("{} is not a valid node plan", self.plan.display()))?;
-        let config = NodeConfig { pin_root: self.pin_root, netns_prefix: self.netns_prefix };
+        let config = NodeConfig {
+            pin_root: self.pin_root,
+            netns_prefix: self.netns_prefix,
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -25,8 +25,12 @@ pub struct BpfStatsArgs {
 impl BpfStatsArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let read = || {
-            Snapshot::read(&self.pin_root)
-                .with_context(|| format!("cannot read the datapath statistics under {}", self.pin_root.display()))
+            Snapshot::read(&self.pin_root).with_context(|| {
+                format!(
+                    "cannot read the datapath statistics under {}",
+                    self.pin_root.display()
+                )
+            })
         };
         let mut previous = read()?;
         if !self.watch {
@@ -51,7 +55,11 @@ impl BpfStatsArgs {
     }
 }
 
-fn print(snapshot: &Snapshot, previous: Option<(&Snapshot, Duration)>, json: bool) -> anyhow::Result<()> {
+fn print(
+    snapshot: &Snapshot,
+    previous: Option<(&Snapshot, Duration)>,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer(&mut out, snapshot)?;
@@ -61,13 +69,41 @@ fn print(snapshot: &Snapshot, previous: Option<(&Snapshot, Duration)>, json: boo
     let before: BTreeMap<_, _> = previous
         .map(|(p, _)| p.counters.iter().map(|c| (key(c), c)).collect())
         .unwrap_or_default();
-    writeln!(out, "{:<18} {:<24} {:<8} {:<22} {:>12} {:>14}{}", "PROGRAM", "NETWORK", "VERDICT", "REASON", "PACKETS", "BYTES", if previous.is_some() { "        PPS       BPS" } else { "" })?;
+    writeln!(
+        out,
+        "{:<18} {:<24} {:<8} {:<22} {:>12} {:>14}{}",
+        "PROGRAM",
+        "NETWORK",
+        "VERDICT",
+        "REASON",
+        "PACKETS",
+        "BYTES",
+        if previous.is_some() {
+            "        PPS       BPS"
+        } else {
+            ""
+        }
+    )?;
     for c in &snapshot.counters {
-        write!(out, "{:<18} {:<24} {:<8} {:<22} {:>12} {:>14}", c.program, c.network, c.verdict, c.reason.as_deref().unwrap_or("-"), c.packets, c.bytes)?;
+        write!(
+            out,
+            "{:<18} {:<24} {:<8} {:<22} {:>12} {:>14}",
+            c.program,
+            c.network,
+            c.verdict,
+            c.reason.as_deref().unwrap_or("-"),
+            c.packets,
+            c.bytes
+        )?;
         if let Some((_, interval)) = previous {
             let (p0, b0) = before.get(&key(c)).map_or((0, 0), |b| (b.packets, b.bytes));
             let secs = interval.as_secs_f64();
-            write!(out, " {:>10.0} {:>9.0}", (c.packets.saturating_sub(p0)) as f64 / secs, (c.bytes.saturating_sub(b0)) as f64 * 8.0 / secs)?;
+            write!(
+                out,
+                " {:>10.0} {:>9.0}",
+                (c.packets.saturating_sub(p0)) as f64 / secs,
+                (c.bytes.saturating_sub(b0)) as f64 * 8.0 / secs
+            )?;
         }
         writeln!(out)?;
     }
@@ -76,14 +112,27 @@ fn print(snapshot: &Snapshot, previous: Option<(&Snapshot, Duration)>, json: boo
     }
     writeln!(out)?;
     for p in &snapshot.programs {
-        writeln!(out, "program {} id {} tag {}: {} runs, {} ns", p.name, p.id, p.tag, p.run_count, p.run_time_ns)?;
+        writeln!(
+            out,
+            "program {} id {} tag {}: {} runs, {} ns",
+            p.name, p.id, p.tag, p.run_count, p.run_time_ns
+        )?;
     }
     for m in &snapshot.maps {
-        writeln!(out, "map {:<16} {:>6} / {:<6} entries", m.name, m.entries, m.max_entries)?;
+        writeln!(
+            out,
+            "map {:<16} {:>6} / {:<6} entries",
+            m.name, m.entries, m.max_entries
+        )?;
     }
     Ok(())
 }
 
 fn key(c: &Counter) -> (String, u32, String, Option<String>) {
-    (c.program.clone(), c.network_id, c.verdict.clone(), c.reason.clone())
+    (
+        c.program.clone(),
+        c.network_id,
+        c.verdict.clone(),
+        c.reason.clone(),
+    )
 }
