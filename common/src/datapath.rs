@@ -167,12 +167,11 @@ fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> A
         return Action::Drop(DropReason::Malformed);
     }
     let link_local = link_local_of(iface.mac);
-    if ip.next_header == IPPROTO_ICMPV6 {
-        if let Some(nd) = frame.load::<NdMessage>(ETH_LEN + core::mem::size_of::<Ipv6Hdr>()) {
-            if nd.icmp_type == ICMPV6_NEIGHBOR_SOLICIT {
-                return neighbor_solicit(&ip, &nd, iface, &link_local);
-            }
-        }
+    if ip.next_header == IPPROTO_ICMPV6
+        && let Some(nd) = frame.load::<NdMessage>(ETH_LEN + core::mem::size_of::<Ipv6Hdr>())
+        && nd.icmp_type == ICMPV6_NEIGHBOR_SOLICIT
+    {
+        return neighbor_solicit(&ip, &nd, iface, &link_local);
     }
     if ip.dst[0] == 0xff {
         return Action::Drop(DropReason::LinkControl);

@@ -117,7 +117,7 @@ impl Snapshot {
             .into_iter()
             .collect();
         let mut maps = Vec::new();
-        let counted: [(&str, fn(&Path) -> Result<u32, StatsError>); 3] = [
+        let counted: [(&str, CountKeys); 3] = [
             (MAP_IFACES, count_keys::<u32, Iface>),
             (MAP_ENDPOINTS, count_keys::<EndpointKey, Endpoint>),
             (MAP_NETWORKS, count_keys::<u32, NetworkName>),
@@ -207,6 +207,9 @@ fn network_names(path: &Path) -> Result<BTreeMap<u32, String>, StatsError> {
         .collect::<Result<_, _>>()
         .map_err(map_err(path))
 }
+
+/// Counts the keys of one pinned hash map.
+type CountKeys = fn(&Path) -> Result<u32, StatsError>;
 
 fn count_keys<K: aya::Pod, V: aya::Pod>(path: &Path) -> Result<u32, StatsError> {
     let map: HashMap<MapData, K, V> =

@@ -174,10 +174,10 @@ impl Netlink {
         let mut nets = Vec::new();
         for message in messages {
             for attribute in &message.attributes {
-                if let AddressAttribute::Address(addr) = attribute {
-                    if let Ok(net) = IpNet::new(*addr, message.header.prefix_len) {
-                        nets.push(net);
-                    }
+                if let AddressAttribute::Address(addr) = attribute
+                    && let Ok(net) = IpNet::new(*addr, message.header.prefix_len)
+                {
+                    nets.push(net);
                 }
             }
         }

@@ -125,10 +125,10 @@ impl Netns {
         };
         let mut names = Vec::new();
         for entry in entries {
-            if let Some(name) = entry?.file_name().to_str() {
-                if name.starts_with(prefix) {
-                    names.push(name.to_owned());
-                }
+            if let Some(name) = entry?.file_name().to_str()
+                && name.starts_with(prefix)
+            {
+                names.push(name.to_owned());
             }
         }
         names.sort();

@@ -89,21 +89,17 @@ pub async fn apply(plan: &NodePlan, config: &NodeConfig) -> Result<Report, Recon
         endpoints: dataplane.endpoints()?.into_iter().collect(),
     };
     let mut live_ifindexes = BTreeSet::new();
+    let mut kernel = Kernel {
+        config,
+        node: &node,
+        dataplane: &mut dataplane,
+        view: &mut view,
+        report: &mut report,
+    };
     for container in &plan.containers {
         let network = networks[container.network.as_str()];
         let id = network_ids[container.network.as_str()];
-        let ifindex = ensure_container(
-            container,
-            network,
-            id,
-            config,
-            &node,
-            &mut dataplane,
-            &mut view,
-            &mut report,
-        )
-        .await?;
-        live_ifindexes.insert(ifindex);
+        live_ifindexes.insert(kernel.ensure_container(container, network, id).await?);
     }
     remove_departed(
         plan,
@@ -122,6 +118,15 @@ pub async fn apply(plan: &NodePlan, config: &NodeConfig) -> Result<Report, Recon
         }
     }
     Ok(report)
+}
+
+/// What one apply works on.
+struct Kernel<'a> {
+    config: &'a NodeConfig,
+    node: &'a Netlink,
+    dataplane: &'a mut Dataplane,
+    view: &'a mut MapView,
+    report: &'a mut Report,
 }
 
 /// The datapath maps as last read or written by this apply.
@@ -164,154 +169,158 @@ fn assign_network_ids<'p>(
 
 /// Makes one container's namespace, veth, addresses, routes, filter and map entries right.
 /// Returns the ifindex of its host-side veth.
-async fn ensure_container(
-    container: &ContainerPlan,
-    network: &NetworkPlan,
-    network_id: u32,
-    config: &NodeConfig,
-    node: &Netlink,
-    dataplane: &mut Dataplane,
-    view: &mut MapView,
-    report: &mut Report,
-) -> Result<u32, ReconcileError> {
-    let ns_name = names::netns_name(&config.netns_prefix, &container.name);
-    let host_name = names::host_ifname(&container.name);
-    let ns = match Netns::open(&ns_name) {
-        Ok(ns) => ns,
-        Err(_) => {
-            report.change(format!("create netns {ns_name}"));
-            Netns::create(&ns_name)?
-        }
-    };
-    let inside = Netlink::connect_in(&ns)?;
+impl Kernel<'_> {
+    async fn ensure_container(
+        &mut self,
+        container: &ContainerPlan,
+        network: &NetworkPlan,
+        network_id: u32,
+    ) -> Result<u32, ReconcileError> {
+        let config = self.config;
+        let node = self.node;
+        let dataplane = &mut *self.dataplane;
+        let view = &mut *self.view;
+        let report = &mut *self.report;
+        let ns_name = names::netns_name(&config.netns_prefix, &container.name);
+        let host_name = names::host_ifname(&container.name);
+        let ns = match Netns::open(&ns_name) {
+            Ok(ns) => ns,
+            Err(_) => {
+                report.change(format!("create netns {ns_name}"));
+                Netns::create(&ns_name)?
+            }
+        };
+        let inside = Netlink::connect_in(&ns)?;
 
-    // The veth: recreated when either end is missing or the container side has another MAC.
-    let host = node.link(&host_name).await?;
-    let peer = inside.link(names::CONTAINER_IFNAME).await?;
-    let intact = matches!((&host, &peer), (Some(_), Some(p)) if p.mac == Some(container.mac.0));
-    if !intact {
-        if let Some(host) = &host {
-            node.delete_link(host.index).await?;
-        }
-        if let Some(peer) = &peer {
-            inside.delete_link(peer.index).await?;
-        }
-        node.add_veth(&host_name, names::CONTAINER_IFNAME, container.mac.0, &ns)
-            .await?;
-        report.change(format!(
-            "create veth {host_name} <-> {ns_name}/{}",
-            names::CONTAINER_IFNAME
-        ));
-    }
-    let host = node
-        .link(&host_name)
-        .await?
-        .ok_or(ReconcileError::LinkVanished {
-            name: host_name.clone(),
-        })?;
-    let peer = inside
-        .link(names::CONTAINER_IFNAME)
-        .await?
-        .ok_or(ReconcileError::LinkVanished {
-            name: format!("{ns_name}/{}", names::CONTAINER_IFNAME),
-        })?;
-    let lo = inside
-        .link("lo")
-        .await?
-        .ok_or(ReconcileError::LinkVanished {
-            name: format!("{ns_name}/lo"),
-        })?;
-    for (netlink, link, label) in [
-        (node, &host, host_name.as_str()),
-        (&inside, &peer, "eth0"),
-        (&inside, &lo, "lo"),
-    ] {
-        if !link.up {
-            netlink.set_up(link.index).await?;
+        // The veth: recreated when either end is missing or the container side has another MAC.
+        let host = node.link(&host_name).await?;
+        let peer = inside.link(names::CONTAINER_IFNAME).await?;
+        let intact = matches!((&host, &peer), (Some(_), Some(p)) if p.mac == Some(container.mac.0));
+        if !intact {
+            if let Some(host) = &host {
+                node.delete_link(host.index).await?;
+            }
+            if let Some(peer) = &peer {
+                inside.delete_link(peer.index).await?;
+            }
+            node.add_veth(&host_name, names::CONTAINER_IFNAME, container.mac.0, &ns)
+                .await?;
             report.change(format!(
-                "set {label} up in {}",
-                if label == host_name { "node" } else { &ns_name }
+                "create veth {host_name} <-> {ns_name}/{}",
+                names::CONTAINER_IFNAME
             ));
         }
-    }
-
-    // Addresses and default routes inside the container.
-    let have = inside.addresses(peer.index).await?;
-    let want = [
-        IpNet::new(IpAddr::V4(container.ipv4), network.subnet.prefix_len()),
-        IpNet::new(IpAddr::V6(container.ipv6), network.subnet_v6.prefix_len()),
-    ];
-    for net in want.into_iter().flatten() {
-        if !have.contains(&net) {
-            inside.add_address(peer.index, net).await?;
-            report.change(format!("add {net} to {ns_name}/eth0"));
+        let host = node
+            .link(&host_name)
+            .await?
+            .ok_or(ReconcileError::LinkVanished {
+                name: host_name.clone(),
+            })?;
+        let peer =
+            inside
+                .link(names::CONTAINER_IFNAME)
+                .await?
+                .ok_or(ReconcileError::LinkVanished {
+                    name: format!("{ns_name}/{}", names::CONTAINER_IFNAME),
+                })?;
+        let lo = inside
+            .link("lo")
+            .await?
+            .ok_or(ReconcileError::LinkVanished {
+                name: format!("{ns_name}/lo"),
+            })?;
+        for (netlink, link, label) in [
+            (node, &host, host_name.as_str()),
+            (&inside, &peer, "eth0"),
+            (&inside, &lo, "lo"),
+        ] {
+            if !link.up {
+                netlink.set_up(link.index).await?;
+                report.change(format!(
+                    "set {label} up in {}",
+                    if label == host_name { "node" } else { &ns_name }
+                ));
+            }
         }
-    }
-    let gateways = inside.default_gateways().await?;
-    for gateway in [
-        IpAddr::V4(network.gateway_v4()),
-        IpAddr::V6(network.gateway_v6()),
-    ] {
-        if !gateways.contains(&gateway) {
-            inside.add_default_route(peer.index, gateway).await?;
-            report.change(format!("add default route via {gateway} in {ns_name}"));
-        }
-    }
 
-    // The filter: ours when it sits at our priority and handle with our program's tag.
-    let filters = node.ingress_bpf_filters(host.index).await?;
-    let ours = filters
-        .iter()
-        .find(|f| f.priority == FILTER_PRIORITY && f.handle == FILTER_HANDLE);
-    match ours {
-        Some(filter) if filter.tag == Some(dataplane.program_tag()) => {}
-        Some(_) => {
-            dataplane.attach(&host_name, true)?;
+        // Addresses and default routes inside the container.
+        let have = inside.addresses(peer.index).await?;
+        let want = [
+            IpNet::new(IpAddr::V4(container.ipv4), network.subnet.prefix_len()),
+            IpNet::new(IpAddr::V6(container.ipv6), network.subnet_v6.prefix_len()),
+        ];
+        for net in want.into_iter().flatten() {
+            if !have.contains(&net) {
+                inside.add_address(peer.index, net).await?;
+                report.change(format!("add {net} to {ns_name}/eth0"));
+            }
+        }
+        let gateways = inside.default_gateways().await?;
+        for gateway in [
+            IpAddr::V4(network.gateway_v4()),
+            IpAddr::V6(network.gateway_v6()),
+        ] {
+            if !gateways.contains(&gateway) {
+                inside.add_default_route(peer.index, gateway).await?;
+                report.change(format!("add default route via {gateway} in {ns_name}"));
+            }
+        }
+
+        // The filter: ours when it sits at our priority and handle with our program's tag.
+        let filters = node.ingress_bpf_filters(host.index).await?;
+        let ours = filters
+            .iter()
+            .find(|f| f.priority == FILTER_PRIORITY && f.handle == FILTER_HANDLE);
+        match ours {
+            Some(filter) if filter.tag == Some(dataplane.program_tag()) => {}
+            Some(_) => {
+                dataplane.attach(&host_name, true)?;
+                report.change(format!(
+                    "replace the filter on {host_name} with the current program"
+                ));
+            }
+            None => {
+                dataplane.attach(&host_name, false)?;
+                report.change(format!("attach tc_from_container to {host_name}"));
+            }
+        }
+
+        // The datapath's view of the container.
+        let iface = Iface {
+            network_id,
+            ipv4: container.ipv4.octets(),
+            ipv6: container.ipv6.octets(),
+            mac: container.mac.0,
+            _pad: [0; 2],
+        };
+        if view.ifaces.get(&host.index) != Some(&iface) {
+            dataplane.set_iface(host.index, iface)?;
+            view.ifaces.insert(host.index, iface);
             report.change(format!(
-                "replace the filter on {host_name} with the current program"
-            ));
-        }
-        None => {
-            dataplane.attach(&host_name, false)?;
-            report.change(format!("attach tc_from_container to {host_name}"));
-        }
-    }
-
-    // The datapath's view of the container.
-    let iface = Iface {
-        network_id,
-        ipv4: container.ipv4.octets(),
-        ipv6: container.ipv6.octets(),
-        mac: container.mac.0,
-        _pad: [0; 2],
-    };
-    if view.ifaces.get(&host.index) != Some(&iface) {
-        dataplane.set_iface(host.index, iface)?;
-        view.ifaces.insert(host.index, iface);
-        report.change(format!(
-            "datapath: interface {host_name} is {} in network {}",
-            container.name, network.name
-        ));
-    }
-    let endpoint = Endpoint {
-        ifindex: host.index,
-        mac: container.mac.0,
-        _pad: [0; 2],
-    };
-    for key in [
-        EndpointKey::v4(network_id, iface.ipv4),
-        EndpointKey::v6(network_id, iface.ipv6),
-    ] {
-        if view.endpoints.get(&key) != Some(&endpoint) {
-            dataplane.set_endpoint(key, endpoint)?;
-            view.endpoints.insert(key, endpoint);
-            report.change(format!(
-                "datapath: endpoint of {} in network {}",
+                "datapath: interface {host_name} is {} in network {}",
                 container.name, network.name
             ));
         }
+        let endpoint = Endpoint {
+            ifindex: host.index,
+            mac: container.mac.0,
+            _pad: [0; 2],
+        };
+        for key in [
+            EndpointKey::v4(network_id, iface.ipv4),
+            EndpointKey::v6(network_id, iface.ipv6),
+        ] {
+            if view.endpoints.get(&key) != Some(&endpoint) {
+                dataplane.set_endpoint(key, endpoint)?;
+                view.endpoints.insert(key, endpoint);
+                report.change(format!(
+                    "datapath: endpoint of {} in network {}",
+                    container.name, network.name
+                ));
+            }
+        }
+        Ok(host.index)
     }
-    Ok(host.index)
 }
 
 /// Removes the namespaces, veths and map entries of containers no longer in the plan.

@@ -208,9 +208,12 @@ mod tests {
         assert_eq!(validate(&p), Ok(()));
     }
 
+    /// A bad plan and a check of the error it must get.
+    type Case = (NodePlan, fn(&PlanError) -> bool);
+
     #[test]
     fn bad_plans_are_refused_with_the_reason() {
-        let cases: Vec<(NodePlan, fn(&PlanError) -> bool)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 plan(vec![container("a1", "a", 2), container("a1", "a", 3)]),
                 |e| matches!(e, PlanError::DuplicateContainer { .. }),
