@@ -19,19 +19,16 @@ pub fn gridnet_bin() -> anyhow::Result<PathBuf> {
     if let Some(bin) = std::env::var_os("GRIDNET_BIN") {
         return Ok(bin.into());
     }
+    // target/<profile>/deps/<test> or target/<profile>/xtask -> target/<profile>/gridnet
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> -> target/<profile>/gridnet
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("gridnet"))
-        .context("odd test path")?;
-    ensure!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build -p gridnet-agent`) or set GRIDNET_BIN",
-        bin.display()
-    );
-    Ok(bin)
+    let dir = exe.parent().context("odd executable path")?;
+    let candidates = [
+        dir.join("gridnet"),
+        dir.parent().map(|d| d.join("gridnet")).unwrap_or_default(),
+    ];
+    candidates.into_iter().find(|bin| bin.is_file()).with_context(|| {
+        format!("no gridnet binary next to {}: build it first (`cargo build -p gridnet-agent`) or set GRIDNET_BIN", exe.display())
+    })
 }
 
 /// A short id unique to this process and call, for names of kernel objects.
@@ -54,18 +51,26 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node for a test.
     pub fn new() -> anyhow::Result<Self> {
+        Self::labelled("test")
+    }
+
+    /// A node whose objects are named `gridnet-<label>-<id>` (namespace, pins, temp files) and
+    /// whose containers' namespaces start with `<label>-<id>-`.
+    pub fn labelled(label: &str) -> anyhow::Result<Self> {
         ensure!(
             nix::unistd::Uid::effective().is_root(),
-            "these tests need root (CI runs them as root)"
+            "namespaces and eBPF need root (CI runs as root)"
         );
         let id = unique_id();
-        let ns = Netns::create(&format!("gtnode-{id}")).context("create the node namespace")?;
-        let workdir = std::env::temp_dir().join(format!("gridnet-test-{id}"));
+        let ns =
+            Netns::create(&format!("gridnet-{label}-{id}")).context("create the node namespace")?;
+        let workdir = std::env::temp_dir().join(format!("gridnet-{label}-{id}"));
         std::fs::create_dir_all(&workdir)?;
         Ok(Self {
-            pin_root: PathBuf::from(format!("/sys/fs/bpf/gridnet-test-{id}")),
-            prefix: format!("gt{id}-"),
+            pin_root: PathBuf::from(format!("/sys/fs/bpf/gridnet-{label}-{id}")),
+            prefix: format!("{label}-{id}-"),
             ns,
             id,
             workdir,
@@ -107,6 +112,20 @@ impl Node {
             );
         }
         Ok(stdout)
+    }
+
+    /// `gridnet bpf-stats` (table) for this node's pins.
+    pub fn bpf_stats_table(&self) -> anyhow::Result<String> {
+        let pin_root = self.pin_root.to_str().context("pin root")?;
+        let out = Command::new(gridnet_bin()?)
+            .args(["bpf-stats", "--pin-root", pin_root])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "gridnet bpf-stats failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// `gridnet bpf-stats --json` for this node's pins, parsed.
@@ -219,4 +238,37 @@ pub fn counter(
                 c["bytes"].as_u64().unwrap_or(0),
             )
         })
+}
+
+/// Starts a TCP server in container `container` of `node` that answers every connection with
+/// `identity` and closes it; the thread lives as long as the process.
+pub fn serve_identity(
+    node: &Node,
+    container: &str,
+    port: u16,
+    identity: &str,
+) -> anyhow::Result<()> {
+    let listener = within(&node.container_ns(container), move || {
+        std::net::TcpListener::bind(("::", port))
+    })??;
+    let identity = identity.to_owned();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut stream, identity.as_bytes());
+        }
+    });
+    Ok(())
+}
+
+/// Connects from container `container` to `addr` and returns what the server said.
+pub fn fetch(node: &Node, container: &str, addr: std::net::SocketAddr) -> anyhow::Result<String> {
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = within(&node.container_ns(container), move || {
+        std::net::TcpStream::connect_timeout(&addr, timeout)
+    })?
+    .with_context(|| format!("{container} -> {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text)?;
+    Ok(text)
 }

@@ -1,15 +1,11 @@
 //! One node, two networks on the same address ranges: the local fast path, isolation,
 //! anti-spoofing and exact counters, on the running kernel.
 
-use std::{
-    io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream, UdpSocket},
-    time::Duration,
-};
+use std::{net::UdpSocket, time::Duration};
 
 use anyhow::{Context as _, ensure};
 use gridnet_agent::plan::{ContainerPlan, Mac, NetworkPlan, NodePlan};
-use gridnet_tests::{Node, counter, ping, run_in, within};
+use gridnet_tests::{Node, counter, ping, run_in, serve_identity, within};
 
 const A: &str = "alice/a";
 const B: &str = "bob/b";
@@ -57,37 +53,9 @@ fn node_with_two_networks() -> anyhow::Result<Node> {
     Ok(node)
 }
 
-/// A TCP server in `ns` that answers every connection with `identity`.
-fn serve_identity(
-    node: &Node,
-    container: &str,
-    port: u16,
-    identity: &'static str,
-) -> anyhow::Result<()> {
-    let listener = within(&node.container_ns(container), move || {
-        TcpListener::bind(("::", port))
-    })??;
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let _ = stream.write_all(identity.as_bytes());
-        }
-    });
-    Ok(())
-}
-
-/// Connects from `ns` to `addr` and reads what the server says.
+/// Connects from `container` to `addr` (text) and reads what the server says.
 fn fetch(node: &Node, container: &str, addr: &str) -> anyhow::Result<String> {
-    let addr: std::net::SocketAddr = addr.parse()?;
-    within(&node.container_ns(container), move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-    })?
-    .and_then(|mut stream| {
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text)?;
-        Ok(text)
-    })
-    .with_context(|| format!("{container} -> {addr}"))
+    gridnet_tests::fetch(node, container, addr.parse()?)
 }
 
 #[test]

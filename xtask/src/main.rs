@@ -1,11 +1,17 @@
 //! Build orchestration for gridnet: `cargo xtask <command>`.
 
+mod demo;
+mod setup;
+mod test;
 mod vm;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "xtask", about = "gridnet build, test, demo and benchmark tasks")]
+#[command(
+    name = "xtask",
+    about = "gridnet build, test, demo and benchmark tasks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,12 +19,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job: a gridnet node with two users' networks, shown working.
+    Demo(demo::Args),
+    /// Install what this machine lacks (Debian packages, rust-src, bpf-linker); idempotent.
+    Setup,
+    /// Run every test: unit, privileged on this kernel, and in QEMU on Debian's kernels.
+    Test(test::Args),
     /// Boot Debian kernels in QEMU and run the privileged tests inside them.
     VmTest(vm::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Demo(args) => demo::run(args),
+        Command::Setup => setup::run(),
+        Command::Test(args) => test::run(args),
         Command::VmTest(args) => vm::run(args),
     }
 }
