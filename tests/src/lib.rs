@@ -92,18 +92,25 @@ impl Node {
 
     /// Applies a plan with `gridnet apply`; returns its stdout, failing on a non-zero exit.
     pub fn apply(&self, plan: &NodePlan) -> anyhow::Result<String> {
+        self.apply_with(plan, &[])
+    }
+
+    /// [`Node::apply`] with extra `gridnet apply` arguments.
+    pub fn apply_with(&self, plan: &NodePlan, extra: &[&str]) -> anyhow::Result<String> {
         let path = self.workdir.join("plan.yaml");
         std::fs::write(&path, serde_yaml::to_string(plan)?)?;
         let path = path.to_str().context("temp path")?.to_owned();
         let pin_root = self.pin_root.to_str().context("pin root")?.to_owned();
-        let out = self.gridnet(&[
+        let mut args = vec![
             "apply",
             &path,
             "--pin-root",
             &pin_root,
             "--netns-prefix",
             &self.prefix,
-        ])?;
+        ];
+        args.extend_from_slice(extra);
+        let out = self.gridnet(&args)?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
             bail!(

@@ -19,6 +19,9 @@ pub struct ApplyArgs {
     /// Prefix of the container namespaces this node owns.
     #[arg(long, default_value = "gn-")]
     netns_prefix: String,
+    /// How to attach programs: `auto` (TCX where the kernel has it), `tcx` or `netlink`.
+    #[arg(long, default_value = "auto")]
+    attach: crate::dataplane::AttachPreference,
 }
 
 impl ApplyArgs {
@@ -30,6 +33,7 @@ impl ApplyArgs {
         let config = NodeConfig {
             pin_root: self.pin_root,
             netns_prefix: self.netns_prefix,
+            attach: self.attach,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

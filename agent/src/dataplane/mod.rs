@@ -8,13 +8,15 @@
 //! <pin root>/tc_from_container     the program attached to container veths
 //! ```
 //!
-//! Attachments are netlink cls_bpf filters, which the kernel keeps after the agent exits, so
-//! forwarding goes on across agent restarts. A restarted agent finds the filters, compares
-//! program tags, and leaves identical programs in place.
+//! Attachments are TCX links (pinned under `<pin root>/links/`) where the kernel has TCX, else
+//! netlink cls_bpf filters; both outlive the agent, so forwarding goes on across restarts. A
+//! restarted agent finds the attachments, compares program tags, and leaves identical programs
+//! in place.
 //!
 //! # Minimum kernel version
 //! 5.10 (`bpf_redirect_peer`); tested on 6.1, 6.12 and 6.18.
 
+mod attach;
 mod bpffs;
 pub mod stats;
 
@@ -32,6 +34,7 @@ use gridnet_common::maps::{
     Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS, NetworkName,
 };
 
+pub use attach::{AttachMode, AttachPreference};
 pub use bpffs::ensure_bpffs;
 
 /// Where the datapath is pinned unless configured otherwise.
@@ -89,6 +92,7 @@ pub enum DataplaneError {
 /// The loaded datapath of this node.
 pub struct Dataplane {
     pin_root: PathBuf,
+    mode: AttachMode,
     program: SchedClassifier,
     tag: [u8; 8],
     ifaces: HashMap<MapData, u32, Iface>,
@@ -100,7 +104,7 @@ pub struct Dataplane {
 
 impl Dataplane {
     /// Loads the programs, reusing the maps and the program pinned under `pin_root`.
-    pub fn open(pin_root: &Path) -> Result<Self, DataplaneError> {
+    pub fn open(pin_root: &Path, attach: AttachPreference) -> Result<Self, DataplaneError> {
         ensure_bpffs(pin_root)?;
         let maps_dir = pin_root.join("maps");
         std::fs::create_dir_all(&maps_dir).map_err(|e| DataplaneError::PinRoot {
@@ -114,6 +118,7 @@ impl Dataplane {
         let (program, tag) = adopt_or_pin_program(&mut ebpf, pin_root)?;
         Ok(Self {
             pin_root: pin_root.to_owned(),
+            mode: AttachMode::resolve(attach),
             program,
             tag,
             ifaces: take_map(&mut ebpf, MAP_IFACES)?,
@@ -127,13 +132,28 @@ impl Dataplane {
         &self.pin_root
     }
 
+    /// How programs are attached on this kernel.
+    pub fn attach_mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// In TCX mode: makes sure `interface` runs the current program; returns the change made.
+    pub fn ensure_tcx(&mut self, interface: &str) -> Result<Option<String>, DataplaneError> {
+        attach::ensure_tcx(&mut self.program, self.tag, &self.pin_root, interface)
+    }
+
+    /// In TCX mode: drops the link pins of interfaces other than `keep`.
+    pub fn forget_tcx_links(&self, keep: &std::collections::BTreeSet<String>) -> Vec<String> {
+        attach::forget_tcx_links(&self.pin_root, keep)
+    }
+
     /// The tag (instruction hash) of the program attached to container veths.
     pub fn program_tag(&self) -> [u8; 8] {
         self.tag
     }
 
-    /// Attaches `tc_from_container` to the ingress of `interface` (in the calling thread's
-    /// namespace). `replace` swaps an existing gridnet filter atomically, with no moment in
+    /// In netlink mode: attaches `tc_from_container` to the ingress of `interface` (in the
+    /// calling thread's namespace). `replace` swaps an existing gridnet filter atomically, with no moment in
     /// which the container's packets go unfiltered.
     pub fn attach(&mut self, interface: &str, replace: bool) -> Result<(), DataplaneError> {
         let handle = TcHandle::from(FILTER_HANDLE);

@@ -18,7 +18,9 @@ use tracing::debug;
 pub use validate::{MAX_CONTAINER_NAME, PlanError, validate};
 
 use crate::{
-    dataplane::{Dataplane, DataplaneError, FILTER_HANDLE, FILTER_PRIORITY},
+    dataplane::{
+        AttachMode, AttachPreference, Dataplane, DataplaneError, FILTER_HANDLE, FILTER_PRIORITY,
+    },
     netlink::{Netlink, NetlinkError, Netns, NetnsError},
     plan::{ContainerPlan, NetworkPlan, NodePlan},
 };
@@ -30,6 +32,8 @@ pub struct NodeConfig {
     pub pin_root: PathBuf,
     /// Prefix of the container namespaces this agent owns; it never touches others.
     pub netns_prefix: String,
+    /// TCX or netlink attachments (default: probed).
+    pub attach: AttachPreference,
 }
 
 impl Default for NodeConfig {
@@ -37,6 +41,7 @@ impl Default for NodeConfig {
         Self {
             pin_root: crate::dataplane::DEFAULT_PIN_ROOT.into(),
             netns_prefix: "gn-".into(),
+            attach: AttachPreference::Auto,
         }
     }
 }
@@ -77,7 +82,7 @@ pub enum ReconcileError {
 pub async fn apply(plan: &NodePlan, config: &NodeConfig) -> Result<Report, ReconcileError> {
     validate(plan)?;
     let mut report = Report::default();
-    let mut dataplane = Dataplane::open(&config.pin_root)?;
+    let mut dataplane = Dataplane::open(&config.pin_root, config.attach)?;
     let node = Netlink::connect()?;
     let network_ids = assign_network_ids(plan, &mut dataplane, &mut report)?;
     let networks: BTreeMap<&str, &NetworkPlan> =
@@ -266,22 +271,32 @@ impl Kernel<'_> {
             }
         }
 
-        // The filter: ours when it sits at our priority and handle with our program's tag.
-        let filters = node.ingress_bpf_filters(host.index).await?;
-        let ours = filters
-            .iter()
-            .find(|f| f.priority == FILTER_PRIORITY && f.handle == FILTER_HANDLE);
-        match ours {
-            Some(filter) if filter.tag == Some(dataplane.program_tag()) => {}
-            Some(_) => {
-                dataplane.attach(&host_name, true)?;
-                report.change(format!(
-                    "replace the filter on {host_name} with the current program"
-                ));
+        // The program on the host veth's ingress.
+        match dataplane.attach_mode() {
+            AttachMode::Tcx => {
+                if let Some(change) = dataplane.ensure_tcx(&host_name)? {
+                    report.change(change);
+                }
             }
-            None => {
-                dataplane.attach(&host_name, false)?;
-                report.change(format!("attach tc_from_container to {host_name}"));
+            AttachMode::Netlink => {
+                // Ours: at our priority and handle, with our program's tag.
+                let filters = node.ingress_bpf_filters(host.index).await?;
+                let ours = filters
+                    .iter()
+                    .find(|f| f.priority == FILTER_PRIORITY && f.handle == FILTER_HANDLE);
+                match ours {
+                    Some(filter) if filter.tag == Some(dataplane.program_tag()) => {}
+                    Some(_) => {
+                        dataplane.attach(&host_name, true)?;
+                        report.change(format!(
+                            "replace the filter on {host_name} with the current program"
+                        ));
+                    }
+                    None => {
+                        dataplane.attach(&host_name, false)?;
+                        report.change(format!("attach tc_from_container to {host_name}"));
+                    }
+                }
             }
         }
 
@@ -351,6 +366,9 @@ async fn remove_departed(
             node.delete_link(link.index).await?;
             report.change(format!("delete veth {}", link.name));
         }
+    }
+    for link in dataplane.forget_tcx_links(&wanted_hosts) {
+        report.change(format!("unpin the TCX link of {link}"));
     }
     for ns in Netns::list(&config.netns_prefix).map_err(ReconcileError::ListNetns)? {
         if !wanted_ns.contains(&ns) {
