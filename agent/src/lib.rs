@@ -3,6 +3,7 @@
 //! Data flows one way: [`ledger`] -> [`plan`] -> [`reconcile`] -> {[`netlink`], [`dataplane`]}.
 
 pub mod cli;
+pub mod daemon;
 pub mod dataplane;
 pub mod ledger;
 pub mod netlink;
