@@ -183,10 +183,7 @@ fn forged_source_addresses_are_dropped_and_counted() -> anyhow::Result<()> {
         .success()
     );
     let after = counter(&node.bpf_stats()?, A, "drop", Some("spoofed_ip")).0;
-    ensure!(
-        after > before,
-        "forged IP not counted: {before} -> {after}"
-    );
+    ensure!(after > before, "forged IP not counted: {before} -> {after}");
 
     // A forged MAC: every frame a1 sends now carries it.
     let out = run_in(

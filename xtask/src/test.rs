@@ -57,7 +57,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// Runs `cargo test --workspace`, echoing its output, and sums its result lines.
 fn cargo_test() -> anyhow::Result<(u64, u64)> {
     let mut child = Command::new("cargo")
-        .args(["test", "--workspace", "--exclude", "gridnet-ebpf", "--no-fail-fast"])
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "gridnet-ebpf",
+            "--no-fail-fast",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .context("cannot start cargo test")?;
