@@ -12,6 +12,7 @@
 pub mod datapath;
 pub mod maps;
 pub mod packet;
+pub mod uplink;
 pub mod verdict;
 
 /// The MAC address gridnet answers with for every container's gateway and neighbours.

@@ -11,6 +11,13 @@ pub const MAP_ENDPOINTS: &str = "GRIDNET_ENDPT_1";
 pub const MAP_STATS: &str = "GRIDNET_STATS_1";
 /// Network names by id, for tools that read the pins without an agent: `u32 -> NetworkName`.
 pub const MAP_NETWORKS: &str = "GRIDNET_NETS_1";
+/// Ports the uplink guard lets in: `PortKey -> u32` (the value is unused, 1).
+pub const MAP_UPLINK_PORTS: &str = "GRIDNET_PORTS_1";
+/// The uplink guard's settings, one entry at index 0: `u32 -> UplinkConfig`.
+pub const MAP_UPLINK_CONFIG: &str = "GRIDNET_UPCFG_1";
+
+/// Capacity of [`MAP_UPLINK_PORTS`]: WireGuard ports of every network plus gateway ports.
+pub const MAX_UPLINK_PORTS: u32 = 8 * 1024;
 
 /// Capacity of [`MAP_IFACES`]: containers on one node.
 pub const MAX_IFACES: u32 = 16 * 1024;
@@ -133,8 +140,49 @@ impl NetworkName {
     }
 }
 
+/// An allowed inbound destination port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortKey {
+    /// IP protocol number (6 TCP, 17 UDP).
+    pub protocol: u8,
+    pub _pad: u8,
+    /// The port, network order.
+    pub port: [u8; 2],
+}
+const _: () = assert!(size_of::<PortKey>() == 4);
+
+impl PortKey {
+    pub const fn new(protocol: u8, port: u16) -> Self {
+        Self {
+            protocol,
+            _pad: 0,
+            port: port.to_be_bytes(),
+        }
+    }
+}
+
+/// The uplink guard's settings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UplinkConfig {
+    /// First port of the node's ephemeral range (`net.ipv4.ip_local_port_range`): replies to
+    /// connections the node opened arrive there.
+    pub ephemeral_low: u16,
+    /// Last port of that range.
+    pub ephemeral_high: u16,
+    /// 1 once the agent wrote the settings; until then the guard lets everything pass, so a
+    /// half-configured node never locks itself out.
+    pub enforcing: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<UplinkConfig>() == 8);
+
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: as below.
+    unsafe impl aya::Pod for super::PortKey {}
+    unsafe impl aya::Pod for super::UplinkConfig {}
     // SAFETY: all of these are `repr(C)`, `Copy`, made only of integers and byte arrays, with
     // explicit padding (asserted sizes), so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::Iface {}

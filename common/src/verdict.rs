@@ -8,16 +8,19 @@
 pub enum Program {
     /// TC ingress on the host side of a container's veth.
     TcFromContainer = 1,
+    /// XDP on the node's uplinks: the guard against unsolicited inbound traffic.
+    XdpUplink = 2,
 }
 
 impl Program {
     /// Every program, for tools that list them.
-    pub const ALL: [Program; 1] = [Program::TcFromContainer];
+    pub const ALL: [Program; 2] = [Program::TcFromContainer, Program::XdpUplink];
 
     /// The program's stable name, as shown by `gridnet bpf-stats`.
     pub const fn name(self) -> &'static str {
         match self {
             Program::TcFromContainer => "tc_from_container",
+            Program::XdpUplink => "xdp_uplink",
         }
     }
 
@@ -37,11 +40,18 @@ pub enum Verdict {
     Reply = 2,
     /// Dropped; the counter key carries a [`DropReason`].
     Drop = 3,
+    /// Let through to the node's own stack (the uplink guard's allowed traffic).
+    Pass = 4,
 }
 
 impl Verdict {
     /// Every verdict, for tools that list them.
-    pub const ALL: [Verdict; 3] = [Verdict::Forward, Verdict::Reply, Verdict::Drop];
+    pub const ALL: [Verdict; 4] = [
+        Verdict::Forward,
+        Verdict::Reply,
+        Verdict::Drop,
+        Verdict::Pass,
+    ];
 
     /// The verdict's stable name, as shown by `gridnet bpf-stats`.
     pub const fn name(self) -> &'static str {
@@ -49,6 +59,7 @@ impl Verdict {
             Verdict::Forward => "forward",
             Verdict::Reply => "reply",
             Verdict::Drop => "drop",
+            Verdict::Pass => "pass",
         }
     }
 
@@ -82,11 +93,16 @@ pub enum DropReason {
     LinkControl = 7,
     /// The kernel refused the redirect to the destination's interface.
     RedirectFailed = 8,
+    /// Inbound traffic nobody asked for: not to an allowed port (WireGuard, gateways), not a
+    /// reply to a connection the node opened, not control traffic the host needs.
+    Unsolicited = 9,
+    /// A non-first IP fragment: it carries no ports to judge it by.
+    Fragment = 10,
 }
 
 impl DropReason {
     /// Every reason, for tools that list them.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::None,
         DropReason::Malformed,
         DropReason::UnknownInterface,
@@ -96,6 +112,8 @@ impl DropReason {
         DropReason::UnsupportedProtocol,
         DropReason::LinkControl,
         DropReason::RedirectFailed,
+        DropReason::Unsolicited,
+        DropReason::Fragment,
     ];
 
     /// The reason's stable name, as shown by `gridnet bpf-stats`.
@@ -110,6 +128,8 @@ impl DropReason {
             DropReason::UnsupportedProtocol => "unsupported_protocol",
             DropReason::LinkControl => "link_control",
             DropReason::RedirectFailed => "redirect_failed",
+            DropReason::Unsolicited => "unsolicited",
+            DropReason::Fragment => "fragment",
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod maps;
 mod tc_from_container;
+mod xdp_uplink;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -5,14 +5,15 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuHashMap},
 };
 use gridnet_common::{
     datapath::Tables,
     maps::{
         Endpoint, EndpointKey, Iface, MAX_ENDPOINTS, MAX_IFACES, MAX_NETWORKS, MAX_STATS,
-        NetworkName, Stats, StatsKey,
+        MAX_UPLINK_PORTS, NetworkName, PortKey, Stats, StatsKey, UplinkConfig,
     },
+    uplink::UplinkTables,
     verdict::{DropReason, Program, Verdict},
 };
 
@@ -29,6 +30,12 @@ static GRIDNET_STATS_1: PerCpuHashMap<StatsKey, Stats> = PerCpuHashMap::pinned(M
 #[map]
 static GRIDNET_NETS_1: HashMap<u32, NetworkName> = HashMap::pinned(MAX_NETWORKS, 0);
 
+#[map]
+static GRIDNET_PORTS_1: HashMap<PortKey, u32> = HashMap::pinned(MAX_UPLINK_PORTS, 0);
+
+#[map]
+static GRIDNET_UPCFG_1: Array<UplinkConfig> = Array::pinned(1, 0);
+
 /// The maps as the datapath logic sees them.
 pub struct Maps;
 
@@ -43,6 +50,19 @@ impl Tables for Maps {
     fn endpoint(&self, key: &EndpointKey) -> Option<Endpoint> {
         // SAFETY: as above.
         unsafe { GRIDNET_ENDPT_1.get(key) }.copied()
+    }
+}
+
+impl UplinkTables for Maps {
+    #[inline(always)]
+    fn config(&self) -> Option<UplinkConfig> {
+        GRIDNET_UPCFG_1.get(0).copied()
+    }
+
+    #[inline(always)]
+    fn port_allowed(&self, key: &PortKey) -> bool {
+        // SAFETY: only presence is checked; no reference is kept.
+        unsafe { GRIDNET_PORTS_1.get(key) }.is_some()
     }
 }
 

@@ -22,6 +22,9 @@ pub struct ApplyArgs {
     /// How to attach programs: `auto` (TCX where the kernel has it), `tcx` or `netlink`.
     #[arg(long, default_value = "auto")]
     attach: crate::dataplane::AttachPreference,
+    /// An underlay interface to guard with XDP (repeat for several).
+    #[arg(long = "uplink")]
+    uplinks: Vec<String>,
 }
 
 impl ApplyArgs {
@@ -34,6 +37,7 @@ impl ApplyArgs {
             pin_root: self.pin_root,
             netns_prefix: self.netns_prefix,
             attach: self.attach,
+            uplinks: self.uplinks,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

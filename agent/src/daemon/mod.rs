@@ -47,6 +47,7 @@ pub async fn run(
         pin_root: config.pin_root.clone(),
         netns_prefix: config.netns_prefix.clone(),
         attach: config.attach,
+        uplinks: config.uplinks.clone(),
     };
     let status = Arc::new(RwLock::new(Status {
         node_id: config.node_id,

@@ -19,29 +19,34 @@
 mod attach;
 mod bpffs;
 pub mod stats;
+mod uplink;
 
 use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData},
+    maps::{Array, HashMap, MapData},
     programs::{
-        SchedClassifier, TcAttachType,
+        SchedClassifier, TcAttachType, Xdp,
         tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle},
     },
 };
 use gridnet_common::maps::{
-    Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS, NetworkName,
+    Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS, MAP_UPLINK_CONFIG,
+    MAP_UPLINK_PORTS, NetworkName, PortKey, UplinkConfig,
 };
 
 pub use attach::{AttachMode, AttachPreference};
 pub use bpffs::ensure_bpffs;
+pub use uplink::XdpAttachMode;
 
 /// Where the datapath is pinned unless configured otherwise.
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/gridnet";
 
 /// The program on each container veth, and its pin's file name.
 pub const TC_FROM_CONTAINER: &str = "tc_from_container";
+/// The guard on each uplink, and its pin's file name.
+pub const XDP_UPLINK: &str = "xdp_uplink";
 
 /// Priority of gridnet's filter on a container veth: first, before anything an operator adds.
 pub const FILTER_PRIORITY: u16 = 1;
@@ -98,6 +103,9 @@ pub struct Dataplane {
     ifaces: HashMap<MapData, u32, Iface>,
     endpoints: HashMap<MapData, EndpointKey, Endpoint>,
     networks: HashMap<MapData, u32, NetworkName>,
+    xdp: Xdp,
+    uplink_ports: HashMap<MapData, PortKey, u32>,
+    uplink_config: Array<MapData, UplinkConfig>,
     /// Keeps the maps open (their pins keep them alive too).
     _ebpf: Ebpf,
 }
@@ -115,7 +123,22 @@ impl Dataplane {
             .default_map_pin_directory(&maps_dir)
             .load(PROGRAMS)
             .map_err(DataplaneError::Load)?;
-        let (program, tag) = adopt_or_pin_program(&mut ebpf, pin_root)?;
+        let (program, tag) = adopt_or_pin!(
+            ebpf,
+            pin_root,
+            TC_FROM_CONTAINER,
+            SchedClassifier,
+            |p: &mut SchedClassifier| p.load(),
+            SchedClassifier::from_pin
+        );
+        let (xdp, _) = adopt_or_pin!(
+            ebpf,
+            pin_root,
+            XDP_UPLINK,
+            Xdp,
+            |p: &mut Xdp| p.load(),
+            |path| Xdp::from_pin(path, aya_obj::programs::XdpAttachType::Interface)
+        );
         Ok(Self {
             pin_root: pin_root.to_owned(),
             mode: AttachMode::resolve(attach),
@@ -124,6 +147,16 @@ impl Dataplane {
             ifaces: take_map(&mut ebpf, MAP_IFACES)?,
             endpoints: take_map(&mut ebpf, MAP_ENDPOINTS)?,
             networks: take_map(&mut ebpf, MAP_NETWORKS)?,
+            xdp,
+            uplink_ports: take_map(&mut ebpf, MAP_UPLINK_PORTS)?,
+            uplink_config: {
+                let map = ebpf
+                    .take_map(MAP_UPLINK_CONFIG)
+                    .ok_or(DataplaneError::MissingMap {
+                        name: MAP_UPLINK_CONFIG,
+                    })?;
+                Array::try_from(map).map_err(map_err(MAP_UPLINK_CONFIG, "open"))?
+            },
             _ebpf: ebpf,
         })
     }
@@ -210,6 +243,61 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Makes sure the uplink guard runs on `interface`; returns the change made, if any.
+    pub fn ensure_xdp(&mut self, interface: &str) -> Result<Option<String>, DataplaneError> {
+        uplink::ensure_xdp(&mut self.xdp, &self.pin_root, interface)
+    }
+
+    /// Makes the guard's allow-list exactly `ports` and turns enforcement on; returns the
+    /// changes made.
+    pub fn set_uplink_ports(
+        &mut self,
+        ports: &std::collections::BTreeSet<(u8, u16)>,
+    ) -> Result<Vec<String>, DataplaneError> {
+        let want = uplink::port_keys(ports);
+        let have: std::collections::BTreeSet<(u8, u16)> = self
+            .uplink_ports
+            .keys()
+            .collect::<Result<Vec<PortKey>, _>>()
+            .map_err(map_err(MAP_UPLINK_PORTS, "read"))?
+            .into_iter()
+            .map(|k| (k.protocol, u16::from_be_bytes(k.port)))
+            .collect();
+        let mut changes = Vec::new();
+        for key in &want {
+            let entry = (key.protocol, u16::from_be_bytes(key.port));
+            if !have.contains(&entry) {
+                self.uplink_ports
+                    .insert(*key, 1, 0)
+                    .map_err(map_err(MAP_UPLINK_PORTS, "insert"))?;
+                changes.push(format!(
+                    "uplink guard: open {} port {}",
+                    protocol_name(entry.0),
+                    entry.1
+                ));
+            }
+        }
+        for &(protocol, port) in have.difference(ports) {
+            ignore_missing(self.uplink_ports.remove(&PortKey::new(protocol, port)))
+                .map_err(map_err(MAP_UPLINK_PORTS, "remove"))?;
+            changes.push(format!(
+                "uplink guard: close {} port {port}",
+                protocol_name(protocol)
+            ));
+        }
+        let config = uplink::enforcing_config();
+        if self.uplink_config.get(&0, 0).ok() != Some(config) {
+            self.uplink_config
+                .set(0, config, 0)
+                .map_err(map_err(MAP_UPLINK_CONFIG, "write"))?;
+            changes.push(format!(
+                "uplink guard: enforcing, replies expected on ports {}-{}",
+                config.ephemeral_low, config.ephemeral_high
+            ));
+        }
+        Ok(changes)
+    }
+
     /// All container interfaces in the datapath.
     pub fn ifaces(&self) -> Result<Vec<(u32, Iface)>, DataplaneError> {
         collect(MAP_IFACES, self.ifaces.iter())
@@ -260,50 +348,50 @@ impl Dataplane {
     }
 }
 
-/// Loads `tc_from_container` and returns the pinned instance to attach: the one already pinned
-/// when it has the same instructions (so a restart changes nothing), else the new one, pinned.
-fn adopt_or_pin_program(
-    ebpf: &mut Ebpf,
-    pin_root: &Path,
-) -> Result<(SchedClassifier, [u8; 8]), DataplaneError> {
-    let program_err = |action| {
-        move |source| DataplaneError::Program {
-            action,
-            program: TC_FROM_CONTAINER,
-            source,
+/// Loads program `$name` and returns the pinned instance to attach, with its tag: the one
+/// already pinned when it has the same instructions (so a restart changes nothing), else the new
+/// one, pinned in its place (an upgrade).
+macro_rules! adopt_or_pin {
+    ($ebpf:expr, $pin_root:expr, $name:expr, $ty:ty, $load:expr, $from_pin:expr) => {{
+        let program_err = |action| {
+            move |source| DataplaneError::Program {
+                action,
+                program: $name,
+                source,
+            }
+        };
+        let fresh: &mut $ty = $ebpf
+            .program_mut($name)
+            .ok_or(DataplaneError::Program {
+                action: "find",
+                program: $name,
+                source: aya::programs::ProgramError::NotLoaded,
+            })?
+            .try_into()
+            .map_err(program_err("use"))?;
+        ($load)(&mut *fresh).map_err(program_err("load"))?;
+        let tag = fresh
+            .info()
+            .map_err(program_err("inspect"))?
+            .tag()
+            .to_be_bytes();
+        let pin = $pin_root.join($name);
+        let pinned_tag = ($from_pin)(&pin)
+            .ok()
+            .and_then(|p: $ty| p.info().ok())
+            .map(|i| i.tag().to_be_bytes());
+        if pinned_tag != Some(tag) {
+            let _ = std::fs::remove_file(&pin);
+            fresh.pin(&pin).map_err(|source| DataplaneError::Pin {
+                program: $name,
+                path: pin.clone(),
+                source,
+            })?;
         }
-    };
-    let fresh: &mut SchedClassifier = ebpf
-        .program_mut(TC_FROM_CONTAINER)
-        .ok_or(DataplaneError::Program {
-            action: "find",
-            program: TC_FROM_CONTAINER,
-            source: aya::programs::ProgramError::NotLoaded,
-        })?
-        .try_into()
-        .map_err(program_err("use"))?;
-    fresh.load().map_err(program_err("load"))?;
-    let tag = fresh
-        .info()
-        .map_err(program_err("inspect"))?
-        .tag()
-        .to_be_bytes();
-    let pin = pin_root.join(TC_FROM_CONTAINER);
-    if let Ok(pinned) = SchedClassifier::from_pin(&pin) {
-        if pinned.info().map(|i| i.tag().to_be_bytes()).ok() == Some(tag) {
-            return Ok((pinned, tag));
-        }
-        // Different instructions (an upgrade): the new program takes the pin.
-        let _ = std::fs::remove_file(&pin);
-    }
-    fresh.pin(&pin).map_err(|source| DataplaneError::Pin {
-        program: TC_FROM_CONTAINER,
-        path: pin.clone(),
-        source,
-    })?;
-    let pinned = SchedClassifier::from_pin(&pin).map_err(program_err("reopen"))?;
-    Ok((pinned, tag))
+        (($from_pin)(&pin).map_err(program_err("reopen"))?, tag)
+    }};
 }
+use adopt_or_pin;
 
 fn take_map<K: aya::Pod, V: aya::Pod>(
     ebpf: &mut Ebpf,
@@ -343,5 +431,13 @@ fn ignore_missing(result: Result<(), aya::maps::MapError>) -> Result<(), aya::ma
             Ok(())
         }
         other => other,
+    }
+}
+
+fn protocol_name(protocol: u8) -> &'static str {
+    match protocol {
+        6 => "tcp",
+        17 => "udp",
+        _ => "ip",
     }
 }

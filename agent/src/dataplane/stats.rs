@@ -9,13 +9,13 @@ use aya::{
 use gridnet_common::{
     maps::{
         Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS, MAP_STATS,
-        NetworkName, Stats, StatsKey,
+        MAP_UPLINK_PORTS, NetworkName, PortKey, Stats, StatsKey,
     },
     verdict::{DropReason, Program, Verdict},
 };
 use serde::Serialize;
 
-use super::TC_FROM_CONTAINER;
+use super::{TC_FROM_CONTAINER, XDP_UPLINK};
 
 /// Layout version of the JSON that `gridnet bpf-stats --json` prints (documented in
 /// `docs/bpf-stats.md`); bumped on any incompatible change.
@@ -106,18 +106,22 @@ impl Snapshot {
                 &b.reason,
             ))
         });
-        let programs = ProgramInfo::from_pin(pin_root.join(TC_FROM_CONTAINER))
-            .map(|info| ProgramStats {
-                name: TC_FROM_CONTAINER.to_owned(),
-                id: info.id(),
-                tag: format!("{:016x}", info.tag()),
-                run_count: info.run_count(),
-                run_time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
-            })
+        let programs = [TC_FROM_CONTAINER, XDP_UPLINK]
             .into_iter()
+            .filter_map(|name| {
+                let info = ProgramInfo::from_pin(pin_root.join(name)).ok()?;
+                Some(ProgramStats {
+                    name: name.to_owned(),
+                    id: info.id(),
+                    tag: format!("{:016x}", info.tag()),
+                    run_count: info.run_count(),
+                    run_time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                })
+            })
             .collect();
         let mut maps = Vec::new();
-        let counted: [(&str, CountKeys); 3] = [
+        let counted: [(&str, CountKeys); 4] = [
+            (MAP_UPLINK_PORTS, count_keys::<PortKey, u32>),
             (MAP_IFACES, count_keys::<u32, Iface>),
             (MAP_ENDPOINTS, count_keys::<EndpointKey, Endpoint>),
             (MAP_NETWORKS, count_keys::<u32, NetworkName>),

@@ -3,6 +3,7 @@
 //! the plan are removed. A plan that fails [`validate`] changes nothing at all.
 
 pub mod names;
+pub mod uplink;
 mod validate;
 
 use std::{
@@ -34,6 +35,8 @@ pub struct NodeConfig {
     pub netns_prefix: String,
     /// TCX or netlink attachments (default: probed).
     pub attach: AttachPreference,
+    /// Underlay interfaces the XDP guard protects.
+    pub uplinks: Vec<String>,
 }
 
 impl Default for NodeConfig {
@@ -42,6 +45,7 @@ impl Default for NodeConfig {
             pin_root: crate::dataplane::DEFAULT_PIN_ROOT.into(),
             netns_prefix: "gn-".into(),
             attach: AttachPreference::Auto,
+            uplinks: Vec::new(),
         }
     }
 }
@@ -105,6 +109,18 @@ pub async fn apply(plan: &NodePlan, config: &NodeConfig) -> Result<Report, Recon
         let network = networks[container.network.as_str()];
         let id = network_ids[container.network.as_str()];
         live_ifindexes.insert(kernel.ensure_container(container, network, id).await?);
+    }
+    // The guard: attached to every uplink, its allow-list following the plan. Removing an
+    // uplink from the configuration leaves its guard in place: unprotecting is explicit.
+    if !config.uplinks.is_empty() {
+        for uplink in &config.uplinks {
+            if let Some(change) = dataplane.ensure_xdp(uplink)? {
+                report.change(change);
+            }
+        }
+        for change in dataplane.set_uplink_ports(&uplink::allowed_ports(plan))? {
+            report.change(change);
+        }
     }
     remove_departed(
         plan,
