@@ -2,7 +2,7 @@
 //! cls_bpf filters otherwise. The choice is probed, not assumed from a version number.
 //!
 //! Both survive the agent: cls_bpf filters live on the interface; TCX links are pinned under
-//! `<pin root>/links/<interface>`.
+//! `<pin root>/tcx/<interface>`.
 
 use std::path::{Path, PathBuf};
 
@@ -77,7 +77,7 @@ impl AttachMode {
 
 /// The pin of the TCX link on `interface`.
 pub fn link_pin(pin_root: &Path, interface: &str) -> PathBuf {
-    pin_root.join("links").join(interface)
+    pin_root.join("tcx").join(interface)
 }
 
 /// Makes sure `program` (with instruction tag `tag`) is the gridnet TCX program on the ingress
@@ -161,7 +161,7 @@ fn keep(
 /// Removes link pins of interfaces not in `keep`; their links are defunct or about to be.
 pub fn forget_tcx_links(pin_root: &Path, keep: &std::collections::BTreeSet<String>) -> Vec<String> {
     let mut removed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(pin_root.join("links")) else {
+    let Ok(entries) = std::fs::read_dir(pin_root.join("tcx")) else {
         return removed;
     };
     for entry in entries.flatten() {

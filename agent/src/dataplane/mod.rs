@@ -8,7 +8,7 @@
 //! <pin root>/tc_from_container     the program attached to container veths
 //! ```
 //!
-//! Attachments are TCX links (pinned under `<pin root>/links/`) where the kernel has TCX, else
+//! Attachments are TCX links (pinned under `<pin root>/tcx/`) where the kernel has TCX, else
 //! netlink cls_bpf filters; both outlive the agent, so forwarding goes on across restarts. A
 //! restarted agent finds the attachments, compares program tags, and leaves identical programs
 //! in place.

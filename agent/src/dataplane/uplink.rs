@@ -33,7 +33,7 @@ impl XdpAttachMode {
 
 /// The pin of the XDP link on `interface`.
 pub fn xdp_link_pin(pin_root: &Path, interface: &str) -> std::path::PathBuf {
-    pin_root.join("links").join(format!("xdp-{interface}"))
+    pin_root.join("xdp").join(interface)
 }
 
 /// Makes sure `program` runs on `interface`; returns the change made, if any. A pinned link of

@@ -1,0 +1,424 @@
+//! The XDP uplink guard: a node reachable from an "internet" namespace only on WireGuard and
+//! gateway ports, and by replies to its own connections.
+
+use std::{
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, ensure};
+use gridnet_agent::{
+    netlink::Netns,
+    plan::{GatewayMode, GatewayPlan, NetworkPlan, NodePlan},
+};
+use gridnet_tests::{Node, in_netns, run_in, unique_id, within};
+
+const NODE_IP: &str = "10.200.0.1";
+const INET_IP: &str = "10.200.0.2";
+const WG_PORT: u16 = 51820;
+
+/// A node with an uplink `up0` into an "internet" namespace (`inet0`), both removed on drop.
+struct Uplinked {
+    node: Node,
+    inet: String,
+}
+
+impl Drop for Uplinked {
+    fn drop(&mut self) {
+        let _ = Netns::delete(&self.inet);
+    }
+}
+
+fn ip(ns: &str, args: &[&str]) -> anyhow::Result<()> {
+    let out = run_in(ns, "ip", args)?;
+    ensure!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn uplinked() -> anyhow::Result<Uplinked> {
+    let node = Node::new()?;
+    let inet = format!("gridnet-inet-{}", unique_id());
+    Netns::create(&inet)?;
+    let up = Uplinked { node, inet };
+    let node_ns = up.node.ns.name();
+    ip(
+        node_ns,
+        &[
+            "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", &up.inet,
+        ],
+    )?;
+    for (ns, dev, addr) in [
+        (node_ns, "up0", NODE_IP),
+        (up.inet.as_str(), "inet0", INET_IP),
+    ] {
+        ip(ns, &["addr", "add", &format!("{addr}/24"), "dev", dev])?;
+        ip(ns, &["link", "set", dev, "up"])?;
+        ip(ns, &["link", "set", "lo", "up"])?;
+    }
+    Ok(up)
+}
+
+fn plan(gateway: bool) -> NodePlan {
+    NodePlan {
+        networks: vec![NetworkPlan {
+            name: "alice/a".into(),
+            ip_range: "10.1.0.0/16".parse().expect("net"),
+            ipv6_range: "fd00:1::/48".parse().expect("net"),
+            subnet: "10.1.1.0/24".parse().expect("net"),
+            subnet_v6: "fd00:1:0:1::/64".parse().expect("net"),
+            wireguard_listen_port: WG_PORT,
+            peers: Vec::new(),
+            access: Vec::new(),
+        }],
+        containers: Vec::new(),
+        gateways: if gateway {
+            vec![GatewayPlan {
+                name: "web".into(),
+                network: "alice/a".into(),
+                hostnames: vec!["web.example.org".into()],
+                backends: Vec::new(),
+                mode: GatewayMode::TlsPassthrough,
+                public_ips: vec![NODE_IP.parse().expect("addr")],
+            }]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+fn guard(up: &Uplinked, gateway: bool) -> anyhow::Result<String> {
+    up.node.apply_with(&plan(gateway), &["--uplink", "up0"])
+}
+
+/// A TCP listener in the node that counts the connections it accepts.
+fn node_listener(up: &Uplinked, port: u16) -> anyhow::Result<Arc<AtomicU32>> {
+    let listener = within(up.node.ns.name(), move || {
+        TcpListener::bind(("0.0.0.0", port))
+    })??;
+    let accepted = Arc::new(AtomicU32::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    Ok(accepted)
+}
+
+fn connect_from_inet(up: &Uplinked, port: u16) -> anyhow::Result<bool> {
+    let addr = format!("{NODE_IP}:{port}").parse()?;
+    Ok(within(&up.inet, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+    })?
+    .is_ok())
+}
+
+fn xdp_drops(up: &Uplinked, reason: &str) -> anyhow::Result<u64> {
+    let stats = up.node.bpf_stats()?;
+    let counters = stats["counters"].as_array().cloned().unwrap_or_default();
+    Ok(counters
+        .iter()
+        .filter(|c| c["program"] == "xdp_uplink" && c["verdict"] == "drop" && c["reason"] == reason)
+        .map(|c| c["packets"].as_u64().unwrap_or(0))
+        .sum())
+}
+
+#[test]
+fn unsolicited_connections_never_reach_a_listening_socket() -> anyhow::Result<()> {
+    let up = uplinked()?;
+    let accepted = node_listener(&up, 2222)?;
+    ensure!(
+        connect_from_inet(&up, 2222)?,
+        "without the guard the service must be reachable"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    let applied = guard(&up, false)?;
+    ensure!(
+        applied.contains("attach the XDP guard to up0 (native)"),
+        "veth runs native XDP:\n{applied}"
+    );
+    ensure!(
+        !connect_from_inet(&up, 2222)?,
+        "the guard let an unsolicited connection in"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "a connection reached the socket"
+    );
+    ensure!(
+        xdp_drops(&up, "unsolicited")? > 0,
+        "the drop was not counted"
+    );
+    assert_eq!(guard(&up, false)?.trim(), "no changes");
+    Ok(())
+}
+
+#[test]
+fn connections_the_node_opens_still_work() -> anyhow::Result<()> {
+    let up = uplinked()?;
+    guard(&up, false)?;
+    let server = within(&up.inet, || TcpListener::bind((INET_IP, 8080)))??;
+    std::thread::spawn(move || {
+        for mut stream in server.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut stream, b"hello node");
+        }
+    });
+    let addr = format!("{INET_IP}:8080").parse()?;
+    let mut stream = within(up.node.ns.name(), move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+    })??;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut reply)?;
+    assert_eq!(reply, "hello node");
+    // Echo replies are let in; echo requests are not.
+    ensure!(
+        gridnet_tests::ping(up.node.ns.name(), INET_IP, 2)?,
+        "the node cannot ping out"
+    );
+    ensure!(
+        !gridnet_tests::ping(&up.inet, NODE_IP, 2)?,
+        "the node answers pings from outside"
+    );
+    Ok(())
+}
+
+#[test]
+fn gateway_ports_open_and_close_with_the_plan() -> anyhow::Result<()> {
+    let up = uplinked()?;
+    let accepted = node_listener(&up, 443)?;
+    let opened = guard(&up, true)?;
+    ensure!(opened.contains("open tcp port 443"), "{opened}");
+    ensure!(connect_from_inet(&up, 443)?, "the gateway port is closed");
+    let closed = guard(&up, false)?;
+    ensure!(closed.contains("close tcp port 443"), "{closed}");
+    ensure!(
+        !connect_from_inet(&up, 443)?,
+        "the gateway port stayed open"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    Ok(())
+}
+
+/// A wireguard-go device in `ns`, stopped on drop.
+struct WgDevice {
+    name: String,
+    child: Child,
+}
+
+impl Drop for WgDevice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.name));
+    }
+}
+
+fn wg_device(ns: &str, name: &str, address: &str) -> anyhow::Result<WgDevice> {
+    let mut command = Command::new("wireguard-go");
+    command
+        .args(["-f", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    in_netns(&mut command, ns)?;
+    let child = command
+        .spawn()
+        .context("wireguard-go (apt package wireguard-go)")?;
+    let device = WgDevice {
+        name: name.to_owned(),
+        child,
+    };
+    for _ in 0..50 {
+        if std::path::Path::new(&format!("/var/run/wireguard/{name}.sock")).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ip(ns, &["addr", "add", address, "dev", name])?;
+    ip(ns, &["link", "set", name, "up"])?;
+    Ok(device)
+}
+
+fn wg(args: &[&str], input: Option<&str>) -> anyhow::Result<String> {
+    let mut child = Command::new("wg")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    if let Some(input) = input {
+        std::io::Write::write_all(child.stdin.as_mut().context("stdin")?, input.as_bytes())?;
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "wg {} failed", args.join(" "));
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[test]
+fn wireguard_still_handshakes_through_the_guard() -> anyhow::Result<()> {
+    let up = uplinked()?;
+    guard(&up, false)?;
+    let id = unique_id();
+    let (node_if, inet_if) = (format!("wgn{id}"), format!("wgi{id}"));
+    let node_wg = wg_device(up.node.ns.name(), &node_if, "10.201.0.1/24")?;
+    let inet_wg = wg_device(&up.inet, &inet_if, "10.201.0.2/24")?;
+    let dir = std::env::temp_dir().join(format!("gridnet-wg-{id}"));
+    std::fs::create_dir_all(&dir)?;
+    let keys = |who: &str| -> anyhow::Result<(std::path::PathBuf, String)> {
+        let private = wg(&["genkey"], None)?;
+        let path = dir.join(who);
+        std::fs::write(&path, &private)?;
+        Ok((path, wg(&["pubkey"], Some(&private))?))
+    };
+    let (node_key, node_pub) = keys("node")?;
+    let (inet_key, inet_pub) = keys("inet")?;
+    let port = WG_PORT.to_string();
+    wg(
+        &[
+            "set",
+            &node_if,
+            "listen-port",
+            &port,
+            "private-key",
+            node_key.to_str().context("path")?,
+            "peer",
+            &inet_pub,
+            "allowed-ips",
+            "10.201.0.2/32",
+        ],
+        None,
+    )?;
+    let endpoint = format!("{NODE_IP}:{WG_PORT}");
+    wg(
+        &[
+            "set",
+            &inet_if,
+            "private-key",
+            inet_key.to_str().context("path")?,
+            "peer",
+            &node_pub,
+            "allowed-ips",
+            "10.201.0.1/32",
+            "endpoint",
+            &endpoint,
+        ],
+        None,
+    )?;
+    let pinged = gridnet_tests::ping(&up.inet, "10.201.0.1", 3)?;
+    let handshakes = wg(&["show", &inet_if, "latest-handshakes"], None)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    drop((node_wg, inet_wg));
+    ensure!(pinged, "no traffic through the tunnel");
+    let when: u64 = handshakes
+        .split_whitespace()
+        .nth(1)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    ensure!(when > 0, "no handshake: {handshakes}");
+    Ok(())
+}
+
+/// Sends raw Ethernet frames out of `inet0`.
+fn send_raw(up: &Uplinked, frames: Vec<Vec<u8>>) -> anyhow::Result<()> {
+    within(&up.inet, move || -> anyhow::Result<()> {
+        // SAFETY: plain socket calls with checked results and correctly sized address structs.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            ensure!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let ifindex = libc::if_nametoindex(c"inet0".as_ptr());
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = ifindex as i32;
+            addr.sll_halen = 6;
+            addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+            for frame in &frames {
+                let sent = libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                ensure!(sent >= 0, "sendto: {}", std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+        }
+        Ok(())
+    })?
+}
+
+#[test]
+fn malformed_and_truncated_frames_are_dropped_without_harm() -> anyhow::Result<()> {
+    let up = uplinked()?;
+    let accepted = node_listener(&up, 443)?;
+    guard(&up, true)?;
+    let eth = |ether_type: u16| {
+        let mut f = vec![0xff; 6];
+        f.extend([0x02, 0, 0, 0, 0, 0x99]);
+        f.extend(ether_type.to_be_bytes());
+        f
+    };
+    let ipv4 = |first: u8, frag: [u8; 2]| {
+        let mut f = eth(0x0800);
+        f.extend([
+            first, 0, 0, 40, 0, 1, frag[0], frag[1], 64, 6, 0, 0, 10, 200, 0, 2, 10, 200, 0, 1,
+        ]);
+        f.extend([
+            0x9c, 0x40, 0x01, 0xbb, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x02, 0, 0, 0, 0, 0, 0,
+        ]);
+        f
+    };
+    let before = (
+        xdp_drops(&up, "malformed")?,
+        xdp_drops(&up, "fragment")?,
+        xdp_drops(&up, "unsupported_protocol")?,
+    );
+    let mut truncated = ipv4(0x45, [0x40, 0]);
+    truncated.truncate(24);
+    let frames = vec![
+        truncated,
+        ipv4(0x42, [0x40, 0]),    // header length below 20 bytes
+        ipv4(0x45, [0x00, 0x10]), // a later fragment
+        eth(0x88cc),              // LLDP
+        eth(0x0800),              // nothing after the Ethernet header
+        ipv4(0x65, [0x40, 0]),    // version 6 in an IPv4 frame
+    ];
+    send_raw(&up, frames)?;
+    std::thread::sleep(Duration::from_millis(200));
+    let after = (
+        xdp_drops(&up, "malformed")?,
+        xdp_drops(&up, "fragment")?,
+        xdp_drops(&up, "unsupported_protocol")?,
+    );
+    assert_eq!(after.0 - before.0, 4, "malformed");
+    assert_eq!(after.1 - before.1, 1, "fragment");
+    assert_eq!(after.2 - before.2, 1, "unsupported protocol");
+    // No harm: the allowed service still works, and the node's own traffic too.
+    ensure!(
+        connect_from_inet(&up, 443)?,
+        "the gateway port stopped working"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    ensure!(gridnet_tests::ping(up.node.ns.name(), INET_IP, 1)?);
+    Ok(())
+}
