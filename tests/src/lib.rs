@@ -279,3 +279,58 @@ pub fn fetch(node: &Node, container: &str, addr: std::net::SocketAddr) -> anyhow
     std::io::Read::read_to_string(&mut stream, &mut text)?;
     Ok(text)
 }
+
+/// The node's address on its test uplink.
+pub const NODE_IP: &str = "10.200.0.1";
+/// The "internet" side's address.
+pub const INET_IP: &str = "10.200.0.2";
+
+/// A node with an uplink `up0` into an "internet" namespace (`inet0`), both removed on drop.
+pub struct Uplinked {
+    pub node: Node,
+    /// The "internet" namespace.
+    pub inet: String,
+}
+
+impl Drop for Uplinked {
+    fn drop(&mut self) {
+        let _ = Netns::delete(&self.inet);
+    }
+}
+
+/// Runs `ip ARGS` in a namespace, failing with its error output.
+pub fn ip(ns: &str, args: &[&str]) -> anyhow::Result<()> {
+    let out = run_in(ns, "ip", args)?;
+    ensure!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A node whose uplink `up0` ({NODE_IP}/24) is a veth into a fresh "internet" namespace
+/// (`inet0`, {INET_IP}/24).
+pub fn uplinked() -> anyhow::Result<Uplinked> {
+    let node = Node::new()?;
+    let inet = format!("gridnet-inet-{}", unique_id());
+    Netns::create(&inet)?;
+    let up = Uplinked { node, inet };
+    let node_ns = up.node.ns.name();
+    ip(
+        node_ns,
+        &[
+            "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", &up.inet,
+        ],
+    )?;
+    for (ns, dev, addr) in [
+        (node_ns, "up0", NODE_IP),
+        (up.inet.as_str(), "inet0", INET_IP),
+    ] {
+        ip(ns, &["addr", "add", &format!("{addr}/24"), "dev", dev])?;
+        ip(ns, &["link", "set", dev, "up"])?;
+        ip(ns, &["link", "set", "lo", "up"])?;
+    }
+    Ok(up)
+}

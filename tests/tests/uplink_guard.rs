@@ -12,61 +12,10 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use gridnet_agent::{
-    netlink::Netns,
-    plan::{GatewayMode, GatewayPlan, NetworkPlan, NodePlan},
-};
-use gridnet_tests::{Node, in_netns, run_in, unique_id, within};
+use gridnet_agent::plan::{GatewayMode, GatewayPlan, NetworkPlan, NodePlan};
+use gridnet_tests::{INET_IP, NODE_IP, Uplinked, in_netns, ip, unique_id, uplinked, within};
 
-const NODE_IP: &str = "10.200.0.1";
-const INET_IP: &str = "10.200.0.2";
 const WG_PORT: u16 = 51820;
-
-/// A node with an uplink `up0` into an "internet" namespace (`inet0`), both removed on drop.
-struct Uplinked {
-    node: Node,
-    inet: String,
-}
-
-impl Drop for Uplinked {
-    fn drop(&mut self) {
-        let _ = Netns::delete(&self.inet);
-    }
-}
-
-fn ip(ns: &str, args: &[&str]) -> anyhow::Result<()> {
-    let out = run_in(ns, "ip", args)?;
-    ensure!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-fn uplinked() -> anyhow::Result<Uplinked> {
-    let node = Node::new()?;
-    let inet = format!("gridnet-inet-{}", unique_id());
-    Netns::create(&inet)?;
-    let up = Uplinked { node, inet };
-    let node_ns = up.node.ns.name();
-    ip(
-        node_ns,
-        &[
-            "link", "add", "up0", "type", "veth", "peer", "name", "inet0", "netns", &up.inet,
-        ],
-    )?;
-    for (ns, dev, addr) in [
-        (node_ns, "up0", NODE_IP),
-        (up.inet.as_str(), "inet0", INET_IP),
-    ] {
-        ip(ns, &["addr", "add", &format!("{addr}/24"), "dev", dev])?;
-        ip(ns, &["link", "set", dev, "up"])?;
-        ip(ns, &["link", "set", "lo", "up"])?;
-    }
-    Ok(up)
-}
 
 fn plan(gateway: bool) -> NodePlan {
     NodePlan {

@@ -1,5 +1,6 @@
 //! Build orchestration for gridnet: `cargo xtask <command>`.
 
+mod bench;
 mod demo;
 mod setup;
 mod test;
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Benchmarks, as ratios against baselines in the same run; writes docs/benchmarks.md.
+    Bench(bench::Args),
     /// The main job: a gridnet node with two users' networks, shown working.
     Demo(demo::Args),
     /// Install what this machine lacks (Debian packages, rust-src, bpf-linker); idempotent.
@@ -31,6 +34,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Setup => setup::run(),
         Command::Test(args) => test::run(args),

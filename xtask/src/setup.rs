@@ -19,6 +19,7 @@ const PACKAGES: &[&str] = &[
     "tcpdump",           // captures while debugging
     "curl",              // a real HTTP client for gateways
     "wireguard-tools",   // `wg`, against gridnet's UAPI
+    "nftables",          // the baseline of the XDP guard benchmark
     "wireguard-go",      // a real WireGuard peer in tests and benchmarks
     "qemu-system-x86",   // the VM kernel harness
     "busybox-static",    // the VM's userland

@@ -1,0 +1,214 @@
+//! The XDP uplink guard against an nftables rule doing the same job: dropping unsolicited UDP
+//! at the earliest hook nftables has (netdev ingress), fed by the same generator.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, ensure};
+use gridnet_agent::plan::NodePlan;
+use gridnet_tests::{INET_IP, NODE_IP, Uplinked, run_in, uplinked, within};
+
+use super::Section;
+
+/// The port the generator aims at: nobody listens, nothing allows it.
+const TARGET_PORT: u16 = 9;
+/// UDP payload bytes per generated packet: small packets stress per-packet cost.
+const PAYLOAD: usize = 18;
+
+pub fn run(seconds: u64) -> anyhow::Result<Section> {
+    let duration = Duration::from_secs(seconds);
+    println!("bench: uplink guard (XDP) vs nftables netdev ingress drop, {seconds} s each");
+
+    let nft = {
+        let up = uplinked()?;
+        let node = up.node.ns.name();
+        let table = "gridnet_bench";
+        let nft = |args: &str| -> anyhow::Result<String> {
+            let out = run_in(node, "nft", &args.split(' ').collect::<Vec<_>>())?;
+            ensure!(
+                out.status.success(),
+                "nft {args}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        nft(&format!("add table netdev {table}"))?;
+        run_in(
+            node,
+            "nft",
+            &[
+                "add",
+                "chain",
+                "netdev",
+                table,
+                "in",
+                "{ type filter hook ingress device up0 priority 0 ; }",
+            ],
+        )?;
+        nft(&format!(
+            "add rule netdev {table} in udp dport {TARGET_PORT} counter drop"
+        ))?;
+        let sent = blast(&up, duration)?;
+        let listing = nft(&format!("list table netdev {table}"))?;
+        let dropped = listing
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .context("no nftables counter")?;
+        (sent, dropped)
+    };
+
+    let xdp = {
+        let up = uplinked()?;
+        up.node
+            .apply_with(&NodePlan::default(), &["--uplink", "up0"])?;
+        let sent = blast(&up, duration)?;
+        let stats = up.node.bpf_stats()?;
+        let dropped: u64 = stats["counters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["program"] == "xdp_uplink" && c["verdict"] == "drop")
+            .filter_map(|c| c["packets"].as_u64())
+            .sum();
+        (sent, dropped)
+    };
+
+    let rate = |n: u64| n as f64 / duration.as_secs_f64();
+    let ratio = rate(xdp.1) / rate(nft.1).max(1.0);
+    let body = format!(
+        "Generator: one AF_PACKET sender in an \"internet\" namespace, {PAYLOAD}-byte UDP payloads to a \
+         closed port, over a veth into the node; the node drops them.\n\n\
+         | path | sent pps | dropped pps |\n|---|---|---|\n\
+         | nftables `netdev ingress ... udp dport {TARGET_PORT} drop` | {:.0} | {:.0} |\n\
+         | gridnet `xdp_uplink` (native XDP on the veth) | {:.0} | {:.0} |\n\n\
+         **Ratio, XDP guard / nftables, dropped packets per second: {ratio:.2}x.**\n\n\
+         On a veth the sender's CPU also runs the receive path, so the generator's rate bounds both. \
+         Native XDP on a veth moves every frame through a ring and a NAPI poll, which the plain veth \
+         path (used by the nftables hook) skips, and the guard reads headers through \
+         `bpf_xdp_load_bytes`; on this path that costs more than nftables' ingress hook saves. The \
+         guard's early drop pays off on physical NICs, where native XDP runs before the driver \
+         allocates an skb.\n",
+        rate(nft.0),
+        rate(nft.1),
+        rate(xdp.0),
+        rate(xdp.1),
+    );
+    Ok(Section {
+        title: "Uplink guard: XDP vs nftables",
+        body,
+    })
+}
+
+/// Sends UDP frames from `inet0` as fast as one thread can for `duration`; returns how many.
+fn blast(up: &Uplinked, duration: Duration) -> anyhow::Result<u64> {
+    let node_mac = mac_of(up.node.ns.name(), "up0")?;
+    let inet_mac = mac_of(&up.inet, "inet0")?;
+    let frame = udp_frame(inet_mac, node_mac)?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent2, stop2) = (sent.clone(), stop.clone());
+    let sender = within(&up.inet, move || raw_sender(frame, sent2, stop2))?;
+    let start = Instant::now();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    let _ = start;
+    Ok(sent.load(Ordering::Relaxed))
+}
+
+fn raw_sender(
+    frame: Vec<u8>,
+    sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<anyhow::Result<()>> {
+    // The socket is created here, inside the namespace; the loop runs on a thread of its own.
+    // SAFETY: plain socket calls with checked results and correctly sized address structs.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    let ifindex = unsafe { libc::if_nametoindex(c"inet0".as_ptr()) };
+    std::thread::spawn(move || {
+        ensure!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: as above.
+        unsafe {
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = ifindex as i32;
+            addr.sll_halen = 6;
+            addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..1024 {
+                    let rc = libc::sendto(
+                        fd,
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&raw const addr).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    );
+                    if rc > 0 {
+                        n += 1;
+                    }
+                }
+            }
+            libc::close(fd);
+            sent.store(n, Ordering::Relaxed);
+        }
+        Ok(())
+    })
+}
+
+fn mac_of(ns: &str, dev: &str) -> anyhow::Result<[u8; 6]> {
+    let out = run_in(ns, "ip", &["-o", "link", "show", dev])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mac = text
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .context("no MAC")?;
+    let mut bytes = [0u8; 6];
+    for (byte, part) in bytes.iter_mut().zip(mac.split(':')) {
+        *byte = u8::from_str_radix(part, 16)?;
+    }
+    Ok(bytes)
+}
+
+/// An Ethernet/IPv4/UDP frame from the internet side to the node's closed port.
+fn udp_frame(src: [u8; 6], dst: [u8; 6]) -> anyhow::Result<Vec<u8>> {
+    let src_ip: std::net::Ipv4Addr = INET_IP.parse()?;
+    let dst_ip: std::net::Ipv4Addr = NODE_IP.parse()?;
+    let total = (20 + 8 + PAYLOAD) as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend(src_ip.octets());
+    ip.extend(dst_ip.octets());
+    let sum = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum::<u32>();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let checksum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    let mut frame = dst.to_vec();
+    frame.extend(src);
+    frame.extend(0x0800u16.to_be_bytes());
+    frame.extend(ip);
+    frame.extend(40000u16.to_be_bytes());
+    frame.extend(TARGET_PORT.to_be_bytes());
+    frame.extend((8 + PAYLOAD as u16).to_be_bytes());
+    frame.extend([0, 0]);
+    frame.extend([0u8; PAYLOAD]);
+    Ok(frame)
+}
