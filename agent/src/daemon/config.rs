@@ -35,6 +35,10 @@ pub struct NodeConfigFile {
     /// TCX or netlink attachments.
     #[serde(default)]
     pub attach: AttachPreference,
+    /// Take the XDP guard off the uplinks when the agent stops. Off by default: a node keeps
+    /// refusing unsolicited traffic while its agent restarts.
+    #[serde(default)]
+    pub detach_guard_on_exit: bool,
     /// The local control socket (`gridnet status` talks to it).
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,

@@ -34,6 +34,15 @@ pub struct Status {
     pub last_error: Option<String>,
     /// How many reconciles changed something since the agent started.
     pub reconciles: u64,
+    /// The XDP guard on each uplink: how it runs (`native`, `generic`) or `none`.
+    pub uplinks: Vec<UplinkStatus>,
+}
+
+/// The guard on one uplink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkStatus {
+    pub name: String,
+    pub xdp: String,
 }
 
 /// A refused ledger entry.

@@ -19,7 +19,7 @@ use crate::{
     reconcile::{self, NodeConfig},
 };
 use config::NodeConfigFile;
-use control::{ContainerStatus, Rejected, Status};
+use control::{ContainerStatus, Rejected, Status, UplinkStatus};
 
 /// How often the agent reconciles even when the ledger is quiet, to repair drift (an operator
 /// deleting a veth by hand, a crashed reconcile). Short enough to heal within a minute, long
@@ -78,13 +78,23 @@ pub async fn run(
     }
     server.abort();
     let _ = std::fs::remove_file(&config.control_socket);
+    if config.detach_guard_on_exit {
+        for uplink in &config.uplinks {
+            match crate::dataplane::detach_xdp(&config.pin_root, uplink) {
+                Ok(()) => info!(uplink = %uplink, "guard detached, as configured"),
+                Err(e) => warn!(uplink = %uplink, error = %e, "cannot detach the guard"),
+            }
+        }
+    }
     info!("agent stopped; the datapath keeps forwarding");
     Ok(())
 }
 
 async fn reconcile_once(target: &Desired, config: &NodeConfig, status: &RwLock<Status>) {
     let result = reconcile::apply(&target.plan, config).await;
+    let uplinks = uplink_status(&config.uplinks).await;
     let mut status = status.write().await;
+    status.uplinks = uplinks;
     status.last_seq = target.last_seq;
     status.rejected.clone_from(&target.rejected);
     match result {
@@ -118,4 +128,24 @@ async fn reconcile_once(target: &Desired, config: &NodeConfig, status: &RwLock<S
             status.last_error = Some(message);
         }
     }
+}
+
+/// How the guard runs on each uplink, read back from the kernel.
+async fn uplink_status(uplinks: &[String]) -> Vec<UplinkStatus> {
+    let Ok(netlink) = crate::netlink::Netlink::connect() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in uplinks {
+        let xdp = match netlink.link(name).await {
+            Ok(Some(link)) => link.xdp.unwrap_or("none").to_owned(),
+            Ok(None) => "missing interface".to_owned(),
+            Err(e) => format!("unknown ({e})"),
+        };
+        out.push(UplinkStatus {
+            name: name.clone(),
+            xdp,
+        });
+    }
+    out
 }

@@ -38,7 +38,7 @@ use gridnet_common::maps::{
 
 pub use attach::{AttachMode, AttachPreference};
 pub use bpffs::ensure_bpffs;
-pub use uplink::XdpAttachMode;
+pub use uplink::{XdpAttachMode, detach_xdp};
 
 /// Where the datapath is pinned unless configured otherwise.
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/gridnet";

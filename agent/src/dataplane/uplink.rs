@@ -114,6 +114,15 @@ fn keep(
     Ok(())
 }
 
+/// Takes the guard off `interface`: unpinning its link detaches it, since nothing else holds
+/// the link. Only for operators who ask; by default the guard outlives the agent.
+pub fn detach_xdp(pin_root: &Path, interface: &str) -> std::io::Result<()> {
+    match std::fs::remove_file(xdp_link_pin(pin_root, interface)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// The allow-list a plan asks for, as map keys.
 pub fn port_keys(ports: &BTreeSet<(u8, u16)>) -> Vec<PortKey> {
     ports

@@ -12,7 +12,10 @@ use rtnetlink::{
     Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
     packet_route::{
         address::{AddressAttribute, AddressFlags},
-        link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
+        link::{
+            InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage, LinkXdp,
+            XdpAttached,
+        },
         route::{RouteAttribute, RouteMessage},
         tc::{TcAttribute, TcFilterBpfOption, TcOption},
     },
@@ -47,6 +50,8 @@ pub struct Link {
     pub name: String,
     pub mac: Option<[u8; 6]>,
     pub up: bool,
+    /// How an XDP program runs on it, if one does: `native`, `generic`, `offload`.
+    pub xdp: Option<&'static str>,
 }
 
 /// A BPF tc filter found on an interface.
@@ -311,11 +316,25 @@ fn link_of(message: &LinkMessage) -> Link {
         name: String::new(),
         mac: None,
         up: message.header.flags.contains(LinkFlags::Up),
+        xdp: None,
     };
     for attribute in &message.attributes {
         match attribute {
             LinkAttribute::IfName(name) => link.name.clone_from(name),
             LinkAttribute::Address(mac) => link.mac = mac.as_slice().try_into().ok(),
+            LinkAttribute::Xdp(xdp) => {
+                for attribute in xdp {
+                    if let LinkXdp::Attached(mode) = attribute {
+                        link.xdp = match mode {
+                            XdpAttached::Driver => Some("native"),
+                            XdpAttached::SocketBuffer => Some("generic"),
+                            XdpAttached::Hardware => Some("offload"),
+                            XdpAttached::Multiple => Some("multiple"),
+                            _ => None,
+                        };
+                    }
+                }
+            }
             _ => {}
         }
     }
