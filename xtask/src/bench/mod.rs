@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: ratios measured side by side in one run, written to
 //! `docs/benchmarks.md`. Absolute numbers drift between machines; the ratios are the result.
 
+mod fastpath;
 mod reconcile;
 mod uplink;
 
@@ -37,7 +38,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // SAFETY: single-threaded at this point; the variable is read by the test support library.
     unsafe { std::env::set_var("GRIDNET_BIN", &bin) };
 
-    let sections = vec![reconcile::run()?, uplink::run(args.seconds)?];
+    let sections = vec![
+        fastpath::run(args.seconds)?,
+        reconcile::run()?,
+        uplink::run(args.seconds)?,
+    ];
     let mut doc = String::from(
         "# Benchmarks\n\nWritten by `cargo xtask bench` (ratios from one run on one machine; compare paths \
          side by side, not absolute numbers across machines).\n",

@@ -1,0 +1,208 @@
+//! The local fast path (tc_from_container + bpf_redirect_peer) against a Linux bridge between
+//! the same two namespaces: TCP throughput (iperf3) and request/response latency.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, ensure};
+use gridnet_agent::{
+    netlink::Netns,
+    plan::{ContainerPlan, Mac, NetworkPlan, NodePlan},
+};
+use gridnet_tests::{Node, in_netns, ip, unique_id, within};
+
+use super::Section;
+
+/// Request/response round trips per latency measurement.
+const ROUND_TRIPS: u32 = 20_000;
+
+struct Pair {
+    client: String,
+    server: String,
+    server_ip: &'static str,
+}
+
+pub fn run(seconds: u64) -> anyhow::Result<Section> {
+    println!("bench: local fast path vs Linux bridge");
+    // gridnet: two containers of one network on one node.
+    let node = Node::labelled("bench")?;
+    let network = NetworkPlan {
+        name: "bench/fast".into(),
+        ip_range: "10.1.0.0/16".parse()?,
+        ipv6_range: "fd00:1::/48".parse()?,
+        subnet: "10.1.1.0/24".parse()?,
+        subnet_v6: "fd00:1:0:1::/64".parse()?,
+        wireguard_listen_port: 0,
+        peers: Vec::new(),
+        access: Vec::new(),
+    };
+    let container = |name: &str, host: u8| ContainerPlan {
+        name: name.into(),
+        network: network.name.clone(),
+        ipv4: [10, 1, 1, host].into(),
+        ipv6: format!("fd00:1:0:1::{host:x}").parse().expect("literal"),
+        mac: Mac::derive(&network.name, name),
+    };
+    let plan = NodePlan {
+        networks: vec![network.clone()],
+        containers: vec![container("c1", 2), container("c2", 3)],
+        gateways: Vec::new(),
+    };
+    node.apply(&plan)?;
+    let gridnet = Pair {
+        client: node.container_ns("c1"),
+        server: node.container_ns("c2"),
+        server_ip: "10.1.1.3",
+    };
+
+    // The baseline: the same two namespaces' shape, joined by a bridge.
+    let bridge = BridgeNet::new()?;
+    let baseline = Pair {
+        client: bridge.ns[0].clone(),
+        server: bridge.ns[1].clone(),
+        server_ip: "10.9.0.3",
+    };
+
+    let mut rows = Vec::new();
+    for (label, pair) in [("Linux bridge", &baseline), ("gridnet fast path", &gridnet)] {
+        let gbps = iperf3(pair, seconds)?;
+        let rr_us = request_response(pair)?;
+        println!("bench: {label}: {gbps:.2} Gbit/s, {rr_us:.1} us per round trip");
+        rows.push((label, gbps, rr_us));
+    }
+    let (b, g) = (&rows[0], &rows[1]);
+    let body = format!(
+        "Two namespaces on one machine. iperf3, one TCP stream, {seconds} s; request/response: \
+         {ROUND_TRIPS} one-byte TCP round trips (Nagle off).\n\n\
+         | path | TCP throughput | round trip |\n|---|---|---|\n\
+         | {} | {:.2} Gbit/s | {:.1} us |\n| {} | {:.2} Gbit/s | {:.1} us |\n\n\
+         **Ratios, gridnet / bridge: throughput {:.2}x, round-trip time {:.2}x.**\n",
+        b.0,
+        b.1,
+        b.2,
+        g.0,
+        g.1,
+        g.2,
+        g.1 / b.1,
+        g.2 / b.2
+    );
+    Ok(Section {
+        title: "Local fast path vs Linux bridge",
+        body,
+    })
+}
+
+fn iperf3(pair: &Pair, seconds: u64) -> anyhow::Result<f64> {
+    let mut server = Command::new("iperf3");
+    server
+        .args(["-s", "-1", "-B", pair.server_ip])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    in_netns(&mut server, &pair.server)?;
+    let server = KillOnDrop(server.spawn().context("iperf3 (apt package iperf3)")?);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut client = Command::new("iperf3");
+    client.args(["-c", pair.server_ip, "-t", &seconds.to_string(), "-J"]);
+    in_netns(&mut client, &pair.client)?;
+    let out = client.output()?;
+    drop(server);
+    ensure!(
+        out.status.success(),
+        "iperf3 client failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let bps = json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3 result")?;
+    Ok(bps / 1e9)
+}
+
+fn request_response(pair: &Pair) -> anyhow::Result<f64> {
+    let listener = within(&pair.server, || TcpListener::bind("0.0.0.0:7300"))??;
+    let server = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut stream, _) = listener.accept()?;
+        stream.set_nodelay(true)?;
+        let mut byte = [0u8; 1];
+        while stream.read_exact(&mut byte).is_ok() {
+            stream.write_all(&byte)?;
+        }
+        Ok(())
+    });
+    let addr = format!("{}:7300", pair.server_ip).parse()?;
+    let mut stream = within(&pair.client, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+    })??;
+    stream.set_nodelay(true)?;
+    let mut byte = [0u8; 1];
+    let start = Instant::now();
+    for _ in 0..ROUND_TRIPS {
+        stream.write_all(&byte)?;
+        stream.read_exact(&mut byte)?;
+    }
+    let per = start.elapsed().as_secs_f64() * 1e6 / f64::from(ROUND_TRIPS);
+    drop(stream);
+    let _ = server.join();
+    Ok(per)
+}
+
+/// Two namespaces on a Linux bridge in a third, removed on drop.
+struct BridgeNet {
+    ns: [String; 2],
+    hub: String,
+}
+
+impl BridgeNet {
+    fn new() -> anyhow::Result<Self> {
+        let id = unique_id();
+        let net = Self {
+            ns: [format!("gridnet-br{id}-a"), format!("gridnet-br{id}-b")],
+            hub: format!("gridnet-br{id}-hub"),
+        };
+        for name in net.ns.iter().chain([&net.hub]) {
+            Netns::create(name)?;
+        }
+        ip(&net.hub, &["link", "add", "br0", "type", "bridge"])?;
+        ip(&net.hub, &["link", "set", "br0", "up"])?;
+        for (i, (ns, addr)) in net
+            .ns
+            .iter()
+            .zip(["10.9.0.2/24", "10.9.0.3/24"])
+            .enumerate()
+        {
+            let port = format!("p{i}");
+            ip(
+                &net.hub,
+                &[
+                    "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+                ],
+            )?;
+            ip(&net.hub, &["link", "set", &port, "master", "br0", "up"])?;
+            ip(ns, &["addr", "add", addr, "dev", "eth0"])?;
+            ip(ns, &["link", "set", "eth0", "up"])?;
+            ip(ns, &["link", "set", "lo", "up"])?;
+        }
+        Ok(net)
+    }
+}
+
+impl Drop for BridgeNet {
+    fn drop(&mut self) {
+        for name in self.ns.iter().chain([&self.hub]) {
+            let _ = Netns::delete(name);
+        }
+    }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
