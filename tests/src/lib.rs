@@ -11,7 +11,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use gridnet_agent::{netlink::Netns, plan::NodePlan};
+use gridnet_agent::{
+    netlink::Netns,
+    plan::{ContainerPlan, NetworkPlan, NodePlan},
+};
 use std::os::{fd::AsFd as _, unix::process::CommandExt as _};
 
 /// The `gridnet` binary under test: `$GRIDNET_BIN`, else the one next to this test executable.
@@ -333,4 +336,26 @@ pub fn uplinked() -> anyhow::Result<Uplinked> {
         ip(ns, &["link", "set", "lo", "up"])?;
     }
     Ok(up)
+}
+
+/// A network on the ranges every test and demo uses: 10.1.0.0/16 and fd00:1::/48, with this
+/// node's subnets 10.1.1.0/24 and fd00:1:0:1::/64. Networks may share them: that is the point.
+pub fn test_network(name: &str) -> NetworkPlan {
+    let v4 = |text: &str| text.parse().expect("literal prefix");
+    let v6 = |text: &str| text.parse().expect("literal prefix");
+    NetworkPlan::local(
+        name,
+        v4("10.1.0.0/16"),
+        v6("fd00:1::/48"),
+        v4("10.1.1.0/24"),
+        v6("fd00:1:0:1::/64"),
+    )
+}
+
+/// A container of a [`test_network`] at host number `host` (10.1.1.`host`, fd00:1:0:1::`host`).
+pub fn test_container(name: &str, network: &str, host: u8) -> ContainerPlan {
+    let ipv6 = format!("fd00:1:0:1::{host:x}")
+        .parse()
+        .expect("literal address");
+    ContainerPlan::new(name, network, [10, 1, 1, host].into(), ipv6)
 }

@@ -4,33 +4,20 @@
 use std::{net::UdpSocket, time::Duration};
 
 use anyhow::{Context as _, ensure};
-use gridnet_agent::plan::{ContainerPlan, Mac, NetworkPlan, NodePlan};
-use gridnet_tests::{Node, counter, ping, run_in, serve_identity, within};
+use gridnet_agent::plan::{ContainerPlan, NetworkPlan, NodePlan};
+use gridnet_tests::{
+    Node, counter, ping, run_in, serve_identity, test_container, test_network, within,
+};
 
 const A: &str = "alice/a";
 const B: &str = "bob/b";
 
 fn network(name: &str) -> NetworkPlan {
-    NetworkPlan {
-        name: name.into(),
-        ip_range: "10.1.0.0/16".parse().expect("net"),
-        ipv6_range: "fd00:1::/48".parse().expect("net"),
-        subnet: "10.1.1.0/24".parse().expect("net"),
-        subnet_v6: "fd00:1:0:1::/64".parse().expect("net"),
-        wireguard_listen_port: 0,
-        peers: Vec::new(),
-        access: Vec::new(),
-    }
+    test_network(name)
 }
 
 fn container(name: &str, network: &str, last: u8) -> ContainerPlan {
-    ContainerPlan {
-        name: name.into(),
-        network: network.into(),
-        ipv4: [10, 1, 1, last].into(),
-        ipv6: format!("fd00:1:0:1::{last:x}").parse().expect("addr"),
-        mac: Mac::derive(network, name),
-    }
+    test_container(name, network, last)
 }
 
 /// a1 (.2) and a2 (.3) in A; b1 has a2's address (.3) in B, b2 (.4) exists only in B.

@@ -13,21 +13,17 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use gridnet_agent::plan::{GatewayMode, GatewayPlan, NetworkPlan, NodePlan};
-use gridnet_tests::{INET_IP, NODE_IP, Uplinked, in_netns, ip, unique_id, uplinked, within};
+use gridnet_tests::{
+    INET_IP, NODE_IP, Uplinked, in_netns, ip, test_network, unique_id, uplinked, within,
+};
 
 const WG_PORT: u16 = 51820;
 
 fn plan(gateway: bool) -> NodePlan {
     NodePlan {
         networks: vec![NetworkPlan {
-            name: "alice/a".into(),
-            ip_range: "10.1.0.0/16".parse().expect("net"),
-            ipv6_range: "fd00:1::/48".parse().expect("net"),
-            subnet: "10.1.1.0/24".parse().expect("net"),
-            subnet_v6: "fd00:1:0:1::/64".parse().expect("net"),
             wireguard_listen_port: WG_PORT,
-            peers: Vec::new(),
-            access: Vec::new(),
+            ..test_network("alice/a")
         }],
         containers: Vec::new(),
         gateways: if gateway {

@@ -8,7 +8,7 @@
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
-use gridnet_agent::plan::{ContainerPlan, Mac, NetworkPlan, NodePlan};
+use gridnet_agent::plan::{ContainerPlan, NodePlan};
 use std::net::{IpAddr, SocketAddr};
 
 use gridnet_tests::{Node, fetch, serve_identity};
@@ -23,29 +23,8 @@ pub struct Args {
 const ALICE: &str = "alice/web";
 const BOB: &str = "bob/db";
 
-fn network(name: &str) -> NetworkPlan {
-    // Both users chose the same ranges: the grid allows it, isolation must still hold.
-    NetworkPlan {
-        name: name.into(),
-        ip_range: "10.1.0.0/16".parse().expect("literal"),
-        ipv6_range: "fd00:1::/48".parse().expect("literal"),
-        subnet: "10.1.1.0/24".parse().expect("literal"),
-        subnet_v6: "fd00:1:0:1::/64".parse().expect("literal"),
-        wireguard_listen_port: 0,
-        peers: Vec::new(),
-        access: Vec::new(),
-    }
-}
-
-fn container(name: &str, network: &str, last: u8) -> ContainerPlan {
-    ContainerPlan {
-        name: name.into(),
-        network: network.into(),
-        ipv4: [10, 1, 1, last].into(),
-        ipv6: format!("fd00:1:0:1::{last:x}").parse().expect("literal"),
-        mac: Mac::derive(network, name),
-    }
-}
+// Both users chose the same ranges (`test_network`): the grid allows it, isolation must hold.
+use gridnet_tests::{test_container as container, test_network as network};
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     crate::setup::run()?;

@@ -99,6 +99,26 @@ pub enum GatewayMode {
 pub struct WgKey(pub [u8; 32]);
 
 impl NetworkPlan {
+    /// A network as one node sees it before it has peers, access peers or a WireGuard port.
+    pub fn local(
+        name: &str,
+        ip_range: Ipv4Net,
+        ipv6_range: Ipv6Net,
+        subnet: Ipv4Net,
+        subnet_v6: Ipv6Net,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            ip_range,
+            ipv6_range,
+            subnet,
+            subnet_v6,
+            wireguard_listen_port: 0,
+            peers: Vec::new(),
+            access: Vec::new(),
+        }
+    }
+
     /// The address containers use as their IPv4 default gateway on this node.
     pub fn gateway_v4(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.subnet.network()) + 1)
@@ -123,6 +143,19 @@ pub struct ContainerPlan {
     pub ipv6: Ipv6Addr,
     /// Its MAC address (locally administered, unicast).
     pub mac: Mac,
+}
+
+impl ContainerPlan {
+    /// A container whose MAC is derived from its network and name.
+    pub fn new(name: &str, network: &str, ipv4: Ipv4Addr, ipv6: Ipv6Addr) -> Self {
+        Self {
+            name: name.to_owned(),
+            network: network.to_owned(),
+            ipv4,
+            ipv6,
+            mac: Mac::derive(network, name),
+        }
+    }
 }
 
 /// An Ethernet address, written `02:00:00:00:00:01` in files.

@@ -36,14 +36,14 @@ mod tests {
     #[test]
     fn wireguard_and_gateway_ports_are_allowed() {
         let network = |name: &str, port| NetworkPlan {
-            name: name.into(),
-            ip_range: "10.1.0.0/16".parse().expect("net"),
-            ipv6_range: "fd00:1::/48".parse().expect("net"),
-            subnet: "10.1.1.0/24".parse().expect("net"),
-            subnet_v6: "fd00:1:0:1::/64".parse().expect("net"),
             wireguard_listen_port: port,
-            peers: Vec::new(),
-            access: Vec::new(),
+            ..NetworkPlan::local(
+                name,
+                "10.1.0.0/16".parse().expect("net"),
+                "fd00:1::/48".parse().expect("net"),
+                "10.1.1.0/24".parse().expect("net"),
+                "fd00:1:0:1::/64".parse().expect("net"),
+            )
         };
         let gateway = |mode| GatewayPlan {
             name: "g".into(),

@@ -168,26 +168,22 @@ mod tests {
     use crate::plan::{ContainerPlan, Mac, NetworkPlan};
 
     fn network(name: &str) -> NetworkPlan {
-        NetworkPlan {
-            name: name.into(),
-            ip_range: "10.1.0.0/16".parse().expect("net"),
-            ipv6_range: "fd00:1::/48".parse().expect("net"),
-            subnet: "10.1.1.0/24".parse().expect("net"),
-            subnet_v6: "fd00:1:0:1::/64".parse().expect("net"),
-            wireguard_listen_port: 0,
-            peers: Vec::new(),
-            access: Vec::new(),
-        }
+        let v4 = |text: &str| text.parse().expect("literal prefix");
+        let v6 = |text: &str| text.parse().expect("literal prefix");
+        NetworkPlan::local(
+            name,
+            v4("10.1.0.0/16"),
+            v6("fd00:1::/48"),
+            v4("10.1.1.0/24"),
+            v6("fd00:1:0:1::/64"),
+        )
     }
 
     fn container(name: &str, network: &str, last: u8) -> ContainerPlan {
-        ContainerPlan {
-            name: name.into(),
-            network: network.into(),
-            ipv4: [10, 1, 1, last].into(),
-            ipv6: format!("fd00:1:0:1::{last:x}").parse().expect("addr"),
-            mac: Mac::derive(network, name),
-        }
+        let ipv6 = format!("fd00:1:0:1::{last:x}")
+            .parse()
+            .expect("literal address");
+        ContainerPlan::new(name, network, [10, 1, 1, last].into(), ipv6)
     }
 
     fn plan(containers: Vec<ContainerPlan>) -> NodePlan {

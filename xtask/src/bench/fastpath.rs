@@ -9,11 +9,8 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use gridnet_agent::{
-    netlink::Netns,
-    plan::{ContainerPlan, Mac, NetworkPlan, NodePlan},
-};
-use gridnet_tests::{Node, in_netns, ip, unique_id, within};
+use gridnet_agent::{netlink::Netns, plan::NodePlan};
+use gridnet_tests::{Node, in_netns, ip, test_container, test_network, unique_id, within};
 
 use super::Section;
 
@@ -30,26 +27,13 @@ pub fn run(seconds: u64) -> anyhow::Result<Section> {
     println!("bench: local fast path vs Linux bridge");
     // gridnet: two containers of one network on one node.
     let node = Node::labelled("bench")?;
-    let network = NetworkPlan {
-        name: "bench/fast".into(),
-        ip_range: "10.1.0.0/16".parse()?,
-        ipv6_range: "fd00:1::/48".parse()?,
-        subnet: "10.1.1.0/24".parse()?,
-        subnet_v6: "fd00:1:0:1::/64".parse()?,
-        wireguard_listen_port: 0,
-        peers: Vec::new(),
-        access: Vec::new(),
-    };
-    let container = |name: &str, host: u8| ContainerPlan {
-        name: name.into(),
-        network: network.name.clone(),
-        ipv4: [10, 1, 1, host].into(),
-        ipv6: format!("fd00:1:0:1::{host:x}").parse().expect("literal"),
-        mac: Mac::derive(&network.name, name),
-    };
+    let network = test_network("bench/fast");
     let plan = NodePlan {
         networks: vec![network.clone()],
-        containers: vec![container("c1", 2), container("c2", 3)],
+        containers: vec![
+            test_container("c1", &network.name, 2),
+            test_container("c2", &network.name, 3),
+        ],
         gateways: Vec::new(),
     };
     node.apply(&plan)?;

@@ -4,8 +4,8 @@
 use std::{process::Command, time::Instant};
 
 use anyhow::{Context as _, ensure};
-use gridnet_agent::plan::{ContainerPlan, Mac, NetworkPlan, NodePlan};
-use gridnet_tests::{Node, gridnet_bin, in_netns};
+use gridnet_agent::plan::NodePlan;
+use gridnet_tests::{Node, gridnet_bin, in_netns, test_container, test_network};
 
 use super::Section;
 
@@ -16,28 +16,15 @@ fn plan(containers: usize) -> NodePlan {
     let networks = containers.div_ceil(PER_NETWORK).max(1);
     NodePlan {
         networks: (0..networks)
-            .map(|n| NetworkPlan {
-                name: format!("bench/n{n}"),
-                ip_range: "10.1.0.0/16".parse().expect("literal"),
-                ipv6_range: "fd00:1::/48".parse().expect("literal"),
-                subnet: "10.1.1.0/24".parse().expect("literal"),
-                subnet_v6: "fd00:1:0:1::/64".parse().expect("literal"),
-                wireguard_listen_port: 0,
-                peers: Vec::new(),
-                access: Vec::new(),
-            })
+            .map(|n| test_network(&format!("bench/n{n}")))
             .collect(),
         containers: (0..containers)
             .map(|i| {
-                let network = format!("bench/n{}", i / PER_NETWORK);
-                let host = (i % PER_NETWORK) as u8 + 2;
-                ContainerPlan {
-                    name: format!("c{i}"),
-                    ipv4: [10, 1, 1, host].into(),
-                    ipv6: format!("fd00:1:0:1::{host:x}").parse().expect("literal"),
-                    mac: Mac::derive(&network, &format!("c{i}")),
-                    network,
-                }
+                test_container(
+                    &format!("c{i}"),
+                    &format!("bench/n{}", i / PER_NETWORK),
+                    (i % PER_NETWORK) as u8 + 2,
+                )
             })
             .collect(),
         gateways: Vec::new(),
