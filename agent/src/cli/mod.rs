@@ -4,6 +4,7 @@ mod apply;
 mod bpf_stats;
 mod ledger;
 mod node;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,8 @@ enum Command {
     /// Reservation ledger tools: keys, entries, verification.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Ask the running agent for its state (over its local unix socket).
+    Status(status::StatusArgs),
     /// This node's identity.
     #[command(subcommand)]
     Node(node::NodeCommand),
@@ -37,6 +40,7 @@ impl Cli {
             Command::BpfStats(args) => args.run(),
             Command::Ledger(command) => command.run(),
             Command::Node(command) => command.run(),
+            Command::Status(args) => args.run(),
         }
     }
 }
