@@ -61,6 +61,19 @@ fn node_listener(up: &Uplinked, port: u16) -> anyhow::Result<Arc<AtomicU32>> {
     Ok(accepted)
 }
 
+/// Waits (up to 3 s, for slow emulated kernels) until `counter` reaches `want`, then reports
+/// its value; a value above `want` shows at once.
+fn settle(counter: &AtomicU32, want: u32) -> u32 {
+    for _ in 0..30 {
+        if counter.load(Ordering::SeqCst) >= want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    counter.load(Ordering::SeqCst)
+}
+
 fn connect_from_inet(up: &Uplinked, port: u16) -> anyhow::Result<bool> {
     let addr = format!("{NODE_IP}:{port}").parse()?;
     Ok(within(&up.inet, move || {
@@ -87,8 +100,7 @@ fn unsolicited_connections_never_reach_a_listening_socket() -> anyhow::Result<()
         connect_from_inet(&up, 2222)?,
         "without the guard the service must be reachable"
     );
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(settle(&accepted, 1), 1);
 
     let applied = guard(&up, false)?;
     ensure!(
@@ -99,12 +111,7 @@ fn unsolicited_connections_never_reach_a_listening_socket() -> anyhow::Result<()
         !connect_from_inet(&up, 2222)?,
         "the guard let an unsolicited connection in"
     );
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        1,
-        "a connection reached the socket"
-    );
+    assert_eq!(settle(&accepted, 2), 1, "a connection reached the socket");
     ensure!(
         xdp_drops(&up, "unsolicited")? > 0,
         "the drop was not counted"
@@ -156,7 +163,7 @@ fn gateway_ports_open_and_close_with_the_plan() -> anyhow::Result<()> {
         !connect_from_inet(&up, 443)?,
         "the gateway port stayed open"
     );
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(settle(&accepted, 1), 1);
     Ok(())
 }
 
@@ -363,7 +370,7 @@ fn malformed_and_truncated_frames_are_dropped_without_harm() -> anyhow::Result<(
         connect_from_inet(&up, 443)?,
         "the gateway port stopped working"
     );
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(settle(&accepted, 1), 1);
     ensure!(gridnet_tests::ping(up.node.ns.name(), INET_IP, 1)?);
     Ok(())
 }
