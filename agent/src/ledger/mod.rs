@@ -1,1 +1,70 @@
 //! The reservation ledger: signed, hash-chained entries and the grid state they build.
+//!
+//! - [`model`]: entries, bodies, canonical bytes.
+//! - [`keys`]: ed25519 and WireGuard keys, signatures, hashes, key files.
+//! - [`state`]: the grid state and the rules ([`rules`]) every entry must pass.
+//! - [`file`]: the YAML file source, followed as it grows.
+//!
+//! [`replay`] turns a list of entries into a state plus the refused entries and why.
+
+pub mod file;
+pub mod keys;
+pub mod model;
+pub mod rules;
+pub mod state;
+
+pub use keys::{Hash, PublicKey, SigningKey};
+pub use model::{Body, Entry};
+pub use rules::Rejection;
+pub use state::{Chain, GridState};
+
+/// An entry that changed nothing, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub seq: u64,
+    pub reason: Rejection,
+}
+
+/// The outcome of replaying entries.
+#[derive(Clone, Debug, Default)]
+pub struct Replay {
+    pub chain: Chain,
+    pub refused: Vec<Refused>,
+}
+
+impl Replay {
+    /// Applies more entries, recording the refused ones.
+    pub fn extend<'a>(&mut self, entries: impl IntoIterator<Item = &'a Entry>) {
+        for entry in entries {
+            if let Err(reason) = self.chain.apply(entry) {
+                self.refused.push(Refused {
+                    seq: entry.seq,
+                    reason,
+                });
+            }
+        }
+    }
+}
+
+/// Replays entries from the start.
+pub fn replay<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Replay {
+    let mut replay = Replay::default();
+    replay.extend(entries);
+    replay
+}
+
+/// Makes the next entry of `chain`: numbered, linked and signed by `author` with `key`.
+pub fn sign_next(chain: &Chain, author: &str, body: Body, key: &SigningKey) -> Entry {
+    let mut entry = Entry {
+        seq: chain.next_seq(),
+        prev: chain.head_hash(),
+        author: author.to_owned(),
+        body,
+        signature: keys::Signature([0; 64]),
+    };
+    entry.signature = key.sign(&entry.signing_bytes());
+    entry
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,8 @@
 //! by hand for tests, and handed to [`crate::reconcile`], which makes the kernel match it. Nothing
 //! here performs I/O.
 
+pub mod from_ledger;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -94,8 +96,8 @@ pub enum GatewayMode {
     TlsPassthrough,
 }
 
-/// A WireGuard (x25519) public key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A WireGuard (x25519) public key; base64 in text, as `wg` writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WgKey(pub [u8; 32]);
 
 impl NetworkPlan {

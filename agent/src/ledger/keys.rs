@@ -1,0 +1,271 @@
+//! Keys, signatures and hashes, with their text forms, and key files on disk (0600).
+
+use std::{fmt, path::Path, str::FromStr};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use ed25519_dalek::{Signer as _, Verifier as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::plan::WgKey;
+
+/// An ed25519 public key (a twin's identity), base64 in text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublicKey(pub [u8; 32]);
+
+/// An ed25519 signature, base64 in text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signature(pub [u8; 64]);
+
+/// A blake3 hash, lowercase hex in text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Hash(pub [u8; 32]);
+
+/// Why a key, signature or hash text is malformed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what} must be {expected}")]
+pub struct KeyTextError {
+    what: &'static str,
+    expected: &'static str,
+}
+
+fn b64_exact<const N: usize>(
+    text: &str,
+    what: &'static str,
+    expected: &'static str,
+) -> Result<[u8; N], KeyTextError> {
+    STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())
+        .ok_or(KeyTextError { what, expected })
+}
+
+impl FromStr for PublicKey {
+    type Err = KeyTextError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bytes = b64_exact(text, "a public key", "32 bytes in base64")?;
+        // Reject what is not a point on the curve now, not at the first verification.
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| KeyTextError {
+            what: "a public key",
+            expected: "a valid ed25519 point",
+        })?;
+        Ok(Self(bytes))
+    }
+}
+
+impl FromStr for Signature {
+    type Err = KeyTextError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(b64_exact(text, "a signature", "64 bytes in base64")?))
+    }
+}
+
+impl FromStr for WgKey {
+    type Err = KeyTextError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(b64_exact(
+            text,
+            "a WireGuard key",
+            "32 bytes in base64",
+        )?))
+    }
+}
+
+impl FromStr for Hash {
+    type Err = KeyTextError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = KeyTextError {
+            what: "a hash",
+            expected: "64 lowercase hex digits",
+        };
+        let text = text.trim();
+        if text.len() != 64
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(err);
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| err.clone())?;
+        }
+        Ok(Self(out))
+    }
+}
+
+impl Clone for KeyTextError {
+    fn clone(&self) -> Self {
+        Self {
+            what: self.what,
+            expected: self.expected,
+        }
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&STANDARD.encode(self.0))
+    }
+}
+
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&STANDARD.encode(self.0))
+    }
+}
+
+impl fmt::Display for WgKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&STANDARD.encode(self.0))
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+macro_rules! text_serde {
+    ($($ty:ty),*) => {$(
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+text_serde!(PublicKey, Signature, WgKey, Hash);
+
+/// A twin's signing key.
+pub struct SigningKey(ed25519_dalek::SigningKey);
+
+impl SigningKey {
+    /// A fresh key from the operating system's randomness.
+    pub fn generate() -> Result<Self, KeyFileError> {
+        Ok(Self(ed25519_dalek::SigningKey::from_bytes(&random_32()?)))
+    }
+
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key().to_bytes())
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        Signature(self.0.sign(message).to_bytes())
+    }
+
+    /// Reads a key file: one line, the 32-byte seed in base64.
+    pub fn read(path: &Path) -> Result<Self, KeyFileError> {
+        Ok(Self::from_seed(read_secret(path)?))
+    }
+
+    /// Writes a key file with mode 0600 (refuses to overwrite one).
+    pub fn write(&self, path: &Path) -> Result<(), KeyFileError> {
+        write_secret(path, &self.0.to_bytes())
+    }
+}
+
+/// Checks `signature` by `key` over `message`.
+pub fn verify(key: &PublicKey, message: &[u8], signature: &Signature) -> bool {
+    ed25519_dalek::VerifyingKey::from_bytes(&key.0).is_ok_and(|key| {
+        key.verify(message, &ed25519_dalek::Signature::from_bytes(&signature.0))
+            .is_ok()
+    })
+}
+
+/// A node's WireGuard key pair; only the public half ever reaches the ledger.
+pub struct NodeKey(x25519_dalek::StaticSecret);
+
+impl NodeKey {
+    pub fn generate() -> Result<Self, KeyFileError> {
+        Ok(Self(x25519_dalek::StaticSecret::from(random_32()?)))
+    }
+
+    pub fn public(&self) -> WgKey {
+        WgKey(x25519_dalek::PublicKey::from(&self.0).to_bytes())
+    }
+
+    pub fn read(path: &Path) -> Result<Self, KeyFileError> {
+        Ok(Self(x25519_dalek::StaticSecret::from(read_secret(path)?)))
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), KeyFileError> {
+        write_secret(path, &self.0.to_bytes())
+    }
+}
+
+/// Errors of key files.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("cannot read key file {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key file {path} is not one line of 32 bytes in base64")]
+    Malformed { path: String },
+    #[error("key file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
+    Permissions { path: String, mode: u32 },
+    #[error("cannot write key file {path} (it must not exist yet)")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the operating system has no randomness to make a key")]
+    Random,
+}
+
+fn random_32() -> Result<[u8; 32], KeyFileError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|_| KeyFileError::Random)?;
+    Ok(bytes)
+}
+
+fn read_secret(path: &Path) -> Result<[u8; 32], KeyFileError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| KeyFileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::Permissions { path: shown, mode });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    b64_exact(&text, "", "").map_err(|_| KeyFileError::Malformed { path: shown })
+}
+
+fn write_secret(path: &Path, secret: &[u8; 32]) -> Result<(), KeyFileError> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let shown = path.display().to_string();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| KeyFileError::Write {
+            path: shown.clone(),
+            source,
+        })?;
+    writeln!(file, "{}", STANDARD.encode(secret)).map_err(|source| KeyFileError::Write {
+        path: shown,
+        source,
+    })
+}

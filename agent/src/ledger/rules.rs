@@ -1,0 +1,146 @@
+//! Why an entry is refused: one variant per rule, naming the field.
+
+use std::net::IpAddr;
+
+/// A rejected entry's reason. The entry changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("seq: expected {expected}, got {got} (entries are numbered from 0 without gaps)")]
+    Sequence { expected: u64, got: u64 },
+    #[error("prev: does not match the hash of entry {seq} (the chain is broken or was rewritten)")]
+    BrokenChain { seq: u64 },
+    #[error("author: no twin named `{author}` is registered")]
+    UnknownAuthor { author: String },
+    #[error("signature: does not verify with the key of `{author}`")]
+    BadSignature { author: String },
+    #[error(
+        "{field}: `{value}` is not a valid name (1-{max} of a-z, 0-9, `-`, starting with a letter or digit)"
+    )]
+    InvalidName {
+        field: &'static str,
+        value: String,
+        max: usize,
+    },
+    #[error("twin: `{name}` is already registered")]
+    DuplicateTwin { name: String },
+    #[error("twin: the author must be the twin being registered (`{name}`), not `{author}`")]
+    TwinAuthor { name: String, author: String },
+    #[error("node_id: must be 1 or more")]
+    ZeroNodeId,
+    #[error("farmer: the author `{author}` cannot register a node for `{farmer}`")]
+    NotFarmer { author: String, farmer: String },
+    #[error("node {node_id}: belongs to `{owner}`; only its farmer may update it")]
+    NodeOwned { node_id: u32, owner: String },
+    #[error("endpoints: a node needs at least one underlay address")]
+    NoEndpoints,
+    #[error("{field}: {address} cannot be used (unspecified, loopback or multicast)")]
+    BadAddress {
+        field: &'static str,
+        address: IpAddr,
+    },
+    #[error("{field}: node {node_id} is not registered")]
+    UnknownNode { field: &'static str, node_id: u32 },
+    #[error("network `{name}`: owned by `{owner}`; only the owner may change it")]
+    NotOwner { name: String, owner: String },
+    #[error("version: must grow, {current} is current and {got} was given")]
+    StaleVersion { current: u64, got: u64 },
+    #[error("{field}: {value} {problem}")]
+    BadPrefix {
+        field: &'static str,
+        value: String,
+        problem: &'static str,
+    },
+    #[error("members: node {node_id} is listed twice")]
+    DuplicateMember { node_id: u32 },
+    #[error("members: subnets {first} and {second} overlap")]
+    OverlappingSubnets { first: String, second: String },
+    #[error("wireguard_listen_port: {port} {problem}")]
+    BadPort { port: u16, problem: String },
+    #[error("members: node {node_id} still hosts `{object}` of this network; delete it first")]
+    MemberInUse { node_id: u32, object: String },
+    #[error("network: `{owner}/{name}` does not exist")]
+    UnknownNetwork { owner: String, name: String },
+    #[error("node_id: node {node_id} is not a member of network `{network}`")]
+    NotMember { node_id: u32, network: String },
+    #[error("{kind} `{name}` already exists; delete it first")]
+    Exists { kind: &'static str, name: String },
+    #[error("{field}: {address} is outside {subnet}")]
+    OutsideSubnet {
+        field: &'static str,
+        address: IpAddr,
+        subnet: String,
+    },
+    #[error("{field}: {address} is reserved in {subnet} (network, gateway or broadcast address)")]
+    ReservedAddress {
+        field: &'static str,
+        address: IpAddr,
+        subnet: String,
+    },
+    #[error("{field}: {address} is already used by `{by}` in this network")]
+    AddressInUse {
+        field: &'static str,
+        address: IpAddr,
+        by: String,
+    },
+    #[error("node_id: node {node_id} has no public address for a gateway")]
+    NoPublicAddress { node_id: u32 },
+    #[error("hostnames: `{value}` is not a DNS name")]
+    BadHostname { value: String },
+    #[error("{field}: must not be empty")]
+    Empty { field: &'static str },
+    #[error("allowed_ips: {prefix} overlaps the subnet of member node {node_id}")]
+    AccessOverlapsMember { prefix: String, node_id: u32 },
+    #[error("{kind} `{name}`: the author has no such object")]
+    UnknownObject { kind: &'static str, name: String },
+    #[error("network `{name}`: still has {kind} `{object}`; delete it first")]
+    NetworkInUse {
+        name: String,
+        kind: &'static str,
+        object: String,
+    },
+}
+
+/// Longest twin name.
+pub const MAX_TWIN_NAME: usize = 20;
+/// Longest object name (network, container, gateway, access): `<twin>.<name>` must fit the
+/// agent's 48-character container names.
+pub const MAX_OBJECT_NAME: usize = 24;
+
+/// `a-z`, `0-9`, `-`, not starting with `-`.
+pub fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
+    let ok = !value.is_empty()
+        && value.len() <= max
+        && !value.starts_with('-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::InvalidName {
+            field,
+            value: value.to_owned(),
+            max,
+        })
+    }
+}
+
+/// Whether an address may be a node's underlay or public address.
+pub fn usable(address: IpAddr) -> bool {
+    !(address.is_unspecified() || address.is_loopback() || address.is_multicast())
+}
+
+/// A DNS host name: labels of letters, digits and `-`, dots between, 253 characters at most.
+pub fn is_hostname(value: &str) -> bool {
+    value.len() <= 253
+        && value.split('.').count() >= 2
+        && value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}

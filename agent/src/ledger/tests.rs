@@ -1,0 +1,475 @@
+//! The ledger's rules, one bad entry at a time, and random damage to a good chain.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use proptest::prelude::*;
+
+use super::{keys::Signature, model::Member, *};
+use crate::plan::{GatewayMode, WgKey, from_ledger::plan_node};
+
+struct Grid {
+    entries: Vec<Entry>,
+    chain: Chain,
+    alice: SigningKey,
+    bob: SigningKey,
+    carol: SigningKey,
+    probes: u8,
+}
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_seed([n; 32])
+}
+
+fn member(node_id: u32, third: u8, port: u16) -> Member {
+    Member {
+        node_id,
+        subnet: format!("10.1.{third}.0/24").parse().expect("net"),
+        subnet_v6: format!("fd00:1:0:{third:x}::/64").parse().expect("net"),
+        wireguard_listen_port: port,
+    }
+}
+
+fn network(name: &str, version: u64, members: Vec<Member>) -> Body {
+    Body::Network {
+        name: name.into(),
+        version,
+        ip_range: "10.1.0.0/16".parse().expect("net"),
+        ipv6_range: "fd00:1::/48".parse().expect("net"),
+        members,
+    }
+}
+
+fn container(name: &str, network: &str, node_id: u32, ipv4: [u8; 4]) -> Body {
+    Body::Container {
+        name: name.into(),
+        network: network.into(),
+        node_id,
+        ipv4: ipv4.into(),
+        ipv6: None,
+    }
+}
+
+impl Grid {
+    /// Twins alice, bob, carol; nodes 1 (alice, public) and 2 (carol); alice/web on both with
+    /// a container, a gateway and an access peer; bob/db on node 1 with the same subnet.
+    fn new() -> Self {
+        let mut grid = Self {
+            entries: Vec::new(),
+            chain: Chain::default(),
+            alice: key(1),
+            bob: key(2),
+            carol: key(3),
+            probes: 0,
+        };
+        for (name, n) in [("alice", 1), ("bob", 2), ("carol", 3)] {
+            let public_key = key(n).public();
+            grid.push_ok(
+                name,
+                Body::Twin {
+                    name: name.into(),
+                    public_key,
+                },
+            );
+        }
+        grid.push_ok("alice", node(1, "alice", Some([203, 0, 113, 1])));
+        grid.push_ok("carol", node(2, "carol", None));
+        grid.push_ok(
+            "alice",
+            network("web", 1, vec![member(1, 1, 51820), member(2, 2, 51820)]),
+        );
+        grid.push_ok("alice", container("web1", "web", 1, [10, 1, 1, 2]));
+        grid.push_ok("bob", network("db", 1, vec![member(1, 1, 51821)]));
+        grid.push_ok("bob", container("db1", "db", 1, [10, 1, 1, 2]));
+        grid.push_ok(
+            "alice",
+            Body::Gateway {
+                name: "www".into(),
+                network: "web".into(),
+                node_id: 1,
+                hostnames: vec!["www.example.org".into()],
+                backends: vec!["10.1.1.2:80".parse().expect("addr")],
+                mode: GatewayMode::Http,
+            },
+        );
+        grid.push_ok(
+            "alice",
+            Body::Access {
+                name: "laptop".into(),
+                network: "web".into(),
+                node_id: 2,
+                wireguard_public_key: WgKey([9; 32]),
+                allowed_ips: vec!["10.1.200.5/32".parse().expect("net")],
+            },
+        );
+        grid
+    }
+
+    fn key_of(&self, author: &str) -> &SigningKey {
+        match author {
+            "alice" => &self.alice,
+            "bob" => &self.bob,
+            _ => &self.carol,
+        }
+    }
+
+    fn sign(&self, author: &str, body: Body) -> Entry {
+        sign_next(&self.chain, author, body, self.key_of(author))
+    }
+
+    fn push_ok(&mut self, author: &str, body: Body) {
+        let entry = self.sign(author, body);
+        self.chain
+            .apply(&entry)
+            .unwrap_or_else(|e| panic!("fixture entry refused: {e}"));
+        self.entries.push(entry);
+    }
+
+    /// Applies a bad entry: it must be refused with a reason `expected` accepts, and change
+    /// nothing; a good entry afterwards must still be accepted.
+    fn refuse(&mut self, entry: Entry, expected: impl Fn(&Rejection) -> bool) {
+        let before = self.chain.state().clone();
+        let err = self
+            .chain
+            .apply(&entry)
+            .expect_err("a bad entry was accepted");
+        assert!(expected(&err), "unexpected reason: {err}");
+        assert!(!err.to_string().is_empty());
+        assert_eq!(
+            self.chain.state(),
+            &before,
+            "a refused entry changed the state ({err})"
+        );
+        self.probes += 1;
+        let probe = self.sign(
+            "alice",
+            container(
+                &format!("probe{}", self.probes),
+                "web",
+                1,
+                [10, 1, 1, 100 + self.probes],
+            ),
+        );
+        self.chain
+            .apply(&probe)
+            .expect("the ledger goes on after a refused entry");
+    }
+}
+
+fn node(node_id: u32, farmer: &str, public: Option<[u8; 4]>) -> Body {
+    Body::Node {
+        node_id,
+        farmer: farmer.into(),
+        wireguard_public_key: WgKey([node_id as u8; 32]),
+        endpoints: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, node_id as u8))],
+        public_ipv4: public.map(Into::into),
+        public_ipv6: None,
+    }
+}
+
+#[test]
+fn a_good_chain_builds_the_grid_and_plans_each_node() {
+    let grid = Grid::new();
+    let state = grid.chain.state();
+    assert_eq!(state.twins.len(), 3);
+    assert_eq!(
+        state.containers["alice/web1"].ipv6,
+        "fd00:1:0:1::2".parse::<std::net::Ipv6Addr>().expect("addr")
+    );
+    let replayed = replay(&grid.entries);
+    assert!(replayed.refused.is_empty());
+    assert_eq!(replayed.chain.state(), state);
+
+    let one = plan_node(state, 1);
+    assert_eq!(
+        one.networks
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>(),
+        ["alice/web", "bob/db"]
+    );
+    let web = &one.networks[0];
+    assert_eq!(
+        (web.subnet.to_string(), web.wireguard_listen_port),
+        ("10.1.1.0/24".into(), 51820)
+    );
+    assert_eq!(web.peers.len(), 1);
+    assert_eq!(
+        web.peers[0].endpoints,
+        vec![
+            "192.0.2.2:51820"
+                .parse::<std::net::SocketAddr>()
+                .expect("addr")
+        ]
+    );
+    assert_eq!(
+        one.containers.len(),
+        2,
+        "alice.web1 and bob.db1 share an address in different networks"
+    );
+    assert_eq!(
+        one.gateways[0].public_ips,
+        vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))]
+    );
+    assert!(
+        crate::reconcile::validate(&one).is_ok(),
+        "the plan of a valid ledger is realizable"
+    );
+    let two = plan_node(state, 2);
+    assert_eq!(two.networks[0].access[0].name, "alice/laptop");
+    assert!(two.containers.is_empty());
+}
+
+#[test]
+fn bad_entries_are_refused_with_their_reason_and_change_nothing() {
+    use Rejection as R;
+    let mut g = Grid::new();
+    let mut n = 0;
+    let mut check = |g: &mut Grid, entry: Entry, expected: &dyn Fn(&Rejection) -> bool| {
+        g.refuse(entry, expected);
+        n += 1;
+    };
+
+    // 1. a body changed after signing
+    let mut tampered = g.sign("alice", container("c1", "web", 1, [10, 1, 1, 10]));
+    if let Body::Container { ipv4, .. } = &mut tampered.body {
+        *ipv4 = [10, 1, 1, 11].into();
+    }
+    check(&mut g, tampered, &|e| matches!(e, R::BadSignature { .. }));
+    // 2. a forged signature
+    let mut forged = g.sign("alice", container("c2", "web", 1, [10, 1, 1, 12]));
+    forged.signature = Signature([7; 64]);
+    check(&mut g, forged, &|e| matches!(e, R::BadSignature { .. }));
+    // 3. signed by bob, claiming to be alice
+    let impostor = sign_next(
+        &g.chain,
+        "alice",
+        container("c3", "web", 1, [10, 1, 1, 13]),
+        &g.bob,
+    );
+    check(&mut g, impostor, &|e| matches!(e, R::BadSignature { .. }));
+    // 4. an author nobody registered
+    let stranger = sign_next(
+        &g.chain,
+        "mallory",
+        container("c4", "web", 1, [10, 1, 1, 14]),
+        &key(66),
+    );
+    check(&mut g, stranger, &|e| matches!(e, R::UnknownAuthor { .. }));
+    // 5. a broken prev
+    let mut unlinked = g.sign("alice", container("c5", "web", 1, [10, 1, 1, 15]));
+    unlinked.prev = Hash([1; 32]);
+    unlinked.signature = g.alice.sign(&unlinked.signing_bytes());
+    check(&mut g, unlinked, &|e| matches!(e, R::BrokenChain { .. }));
+    // 6. a skipped seq, 7. a repeated seq
+    for delta in [1i64, -1] {
+        let mut misnumbered = g.sign("alice", container("c6", "web", 1, [10, 1, 1, 16]));
+        misnumbered.seq = (misnumbered.seq as i64 + delta) as u64;
+        misnumbered.signature = g.alice.sign(&misnumbered.signing_bytes());
+        check(&mut g, misnumbered, &|e| matches!(e, R::Sequence { .. }));
+    }
+    let e = g.sign(
+        "alice",
+        network("web2", 1, vec![member(1, 5, 52000), member(2, 5, 52000)]),
+    );
+    check(&mut g, e, &|e| matches!(e, R::OverlappingSubnets { .. })); // 8
+    let e = g.sign("alice", container("c7", "web", 1, [10, 1, 2, 7]));
+    check(&mut g, e, &|e| matches!(e, R::OutsideSubnet { .. })); // 9: node 1's subnet is 10.1.1.0/24
+    let e = g.sign("bob", container("c8", "web", 1, [10, 1, 1, 30]));
+    check(&mut g, e, &|e| matches!(e, R::UnknownNetwork { .. })); // 10: bob cannot use alice's network
+    let e = g.sign(
+        "bob",
+        Body::Delete {
+            object: model::ObjectKind::Container,
+            name: "web1".into(),
+        },
+    );
+    check(&mut g, e, &|e| matches!(e, R::UnknownObject { .. })); // 11: nor delete her container
+    let e = g.sign(
+        "alice",
+        network("web", 1, vec![member(1, 1, 51820), member(2, 2, 51820)]),
+    );
+    check(&mut g, e, &|e| matches!(e, R::StaleVersion { .. })); // 12
+    let e = sign_next(
+        &g.chain,
+        "bob",
+        Body::Twin {
+            name: "bob".into(),
+            public_key: key(9).public(),
+        },
+        &key(9),
+    );
+    check(&mut g, e, &|e| matches!(e, R::DuplicateTwin { .. })); // 13
+    let e = g.sign("bob", node(7, "alice", None));
+    check(&mut g, e, &|e| matches!(e, R::NotFarmer { .. })); // 14
+    let e = g.sign("bob", node(1, "bob", None));
+    check(&mut g, e, &|e| matches!(e, R::NodeOwned { .. })); // 15: a node taken over
+    let e = g.sign("bob", container("c9", "db", 2, [10, 1, 1, 40]));
+    check(&mut g, e, &|e| matches!(e, R::NotMember { .. })); // 16
+    let e = g.sign("alice", container("c10", "web", 1, [10, 1, 1, 2]));
+    check(&mut g, e, &|e| matches!(e, R::AddressInUse { .. })); // 17
+    let e = g.sign("alice", container("c11", "web", 1, [10, 1, 1, 1]));
+    check(&mut g, e, &|e| matches!(e, R::ReservedAddress { .. })); // 18: the gateway address
+    let e = g.sign("alice", network("web3", 1, vec![member(1, 9, 51821)]));
+    check(&mut g, e, &|e| matches!(e, R::BadPort { .. })); // 19: bob/db listens there on node 1
+    let e = g.sign("alice", network("web4", 1, vec![member(1, 9, 80)]));
+    check(&mut g, e, &|e| matches!(e, R::BadPort { .. })); // 20: a privileged port
+    let e = g.sign(
+        "alice",
+        Body::Gateway {
+            name: "www2".into(),
+            network: "web".into(),
+            node_id: 2,
+            hostnames: vec!["a.example.org".into()],
+            backends: vec!["10.1.1.2:80".parse().expect("addr")],
+            mode: GatewayMode::Http,
+        },
+    );
+    check(&mut g, e, &|e| matches!(e, R::NoPublicAddress { .. })); // 21
+    let e = g.sign("alice", network("web5", 1, vec![member(9, 9, 52000)]));
+    check(&mut g, e, &|e| matches!(e, R::UnknownNode { .. })); // 22
+    let e = g.sign("alice", container("Web_1", "web", 1, [10, 1, 1, 50]));
+    check(&mut g, e, &|e| matches!(e, R::InvalidName { .. })); // 23
+    let e = g.sign(
+        "alice",
+        Body::Delete {
+            object: model::ObjectKind::Network,
+            name: "web".into(),
+        },
+    );
+    check(&mut g, e, &|e| matches!(e, R::NetworkInUse { .. })); // 24
+    let e = g.sign(
+        "alice",
+        Body::Network {
+            name: "web6".into(),
+            version: 1,
+            ip_range: "10.1.0.0/16".parse().expect("net"),
+            ipv6_range: "2001:db8::/48".parse().expect("net"),
+            members: vec![],
+        },
+    );
+    check(&mut g, e, &|e| matches!(e, R::BadPrefix { .. })); // 25: not a ULA
+    let e = g.sign(
+        "alice",
+        Body::Access {
+            name: "site".into(),
+            network: "web".into(),
+            node_id: 1,
+            wireguard_public_key: WgKey([5; 32]),
+            allowed_ips: vec!["10.1.2.0/25".parse().expect("net")],
+        },
+    );
+    check(&mut g, e, &|e| matches!(e, R::AccessOverlapsMember { .. })); // 26
+    let e = g.sign("alice", network("web", 2, vec![member(2, 2, 51820)]));
+    check(&mut g, e, &|e| matches!(e, R::MemberInUse { .. })); // 27: node 1 still hosts web1
+    let e = g.sign(
+        "alice",
+        Body::Gateway {
+            name: "www3".into(),
+            network: "web".into(),
+            node_id: 1,
+            hostnames: vec!["not a host".into()],
+            backends: vec!["10.1.1.2:80".parse().expect("addr")],
+            mode: GatewayMode::TlsPassthrough,
+        },
+    );
+    check(&mut g, e, &|e| matches!(e, R::BadHostname { .. })); // 28
+    assert!(n >= 20, "only {n} bad entries");
+}
+
+#[test]
+fn malformed_yaml_is_refused_with_the_document_and_reason() {
+    let grid = Grid::new();
+    let good = serde_yaml::to_string(&grid.entries[3]).expect("yaml");
+    let cases = [
+        (
+            good.replace(&grid.entries[3].signature.to_string(), "AAAA"),
+            "signature",
+        ),
+        (good[..good.len() / 2].to_owned(), ""),
+        (good.replace("kind: node", "kind: spaceship"), "spaceship"),
+        (
+            good.replace(&WgKey([1; 32]).to_string(), "AQID"),
+            "WireGuard key",
+        ),
+        (good.replace("seq: 3", "seq: -3"), ""),
+        (good + "surprise: true\n", "surprise"),
+    ];
+    for (text, needle) in cases {
+        let (index, reason) = file::parse(&format!("---\n{text}")).expect_err(&text);
+        assert_eq!(index, 0);
+        assert!(
+            reason.contains(needle),
+            "{reason:?} should mention {needle:?}"
+        );
+    }
+}
+
+#[test]
+fn keys_signatures_and_hashes_are_checked_when_read() {
+    let good = key(1).public().to_string();
+    assert_eq!(good.parse::<PublicKey>().expect("valid"), key(1).public());
+    for bad in ["not base64!", "AAAA", &good[..40], &format!("{good}AAAA")] {
+        assert!(bad.parse::<PublicKey>().is_err(), "{bad}");
+        assert!(bad.parse::<WgKey>().is_err(), "{bad}");
+    }
+    assert!("AAAA".parse::<Signature>().is_err());
+    assert!("00".parse::<Hash>().is_err());
+    assert!("G".repeat(64).parse::<Hash>().is_err());
+    assert_eq!(
+        Hash([0xab; 32])
+            .to_string()
+            .parse::<Hash>()
+            .expect("round trip"),
+        Hash([0xab; 32])
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Damaged chains never panic, and what they build is exactly the accepted entries'
+    /// bodies applied in order: nothing refused leaves a trace.
+    #[test]
+    fn damage_never_panics_nor_half_applies(
+        ops in prop::collection::vec((0usize..64, 0usize..5, any::<u8>()), 1..6),
+        text_flip in prop::option::of((0usize..100_000, any::<u8>())),
+    ) {
+        let grid = Grid::new();
+        let mut entries = grid.entries.clone();
+        for (at, op, byte) in ops {
+            let i = at % entries.len();
+            match op {
+                0 => entries[i].signature.0[usize::from(byte) % 64] ^= 1,
+                1 => entries[i].seq = entries[i].seq.wrapping_add(u64::from(byte % 3)),
+                2 => { entries.remove(i); if entries.is_empty() { break; } }
+                3 => { let j = usize::from(byte) % entries.len(); entries.swap(i, j); }
+                _ => { let copy = entries[i].clone(); entries.insert(i, copy); }
+            }
+        }
+        let mut text = String::new();
+        for entry in &entries {
+            text.push_str("---\n");
+            text.push_str(&serde_yaml::to_string(entry).expect("yaml"));
+        }
+        if let Some((at, byte)) = text_flip {
+            let mut bytes = text.into_bytes();
+            let at = at % bytes.len();
+            bytes[at] = byte.clamp(0x20, 0x7e);
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        let Ok(parsed) = file::parse(&text) else { return Ok(()); };
+        let replayed = replay(&parsed);
+        let refused: std::collections::BTreeSet<u64> = replayed.refused.iter().map(|r| r.seq).collect();
+        let mut expected = GridState::default();
+        let mut chain = Chain::default();
+        for entry in &parsed {
+            if chain.apply(entry).is_ok() {
+                expected.apply_body(&entry.author, &entry.body).expect("an accepted body applies again");
+            }
+        }
+        prop_assert_eq!(replayed.chain.state(), &expected);
+        let again = replay(&parsed);
+        prop_assert_eq!(again.chain.state(), replayed.chain.state());
+        prop_assert!(refused.len() <= parsed.len());
+    }
+}

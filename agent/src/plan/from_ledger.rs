@@ -1,0 +1,94 @@
+//! One node's desired state, from the grid state. Pure.
+
+use std::net::SocketAddr;
+
+use super::{AccessPlan, ContainerPlan, GatewayPlan, Mac, NetworkPlan, NodePlan, PeerPlan};
+use crate::ledger::GridState;
+
+/// The container name a node uses for `<owner>/<name>`: unique on the node, and a valid
+/// namespace name (ledger names cannot contain `.`).
+pub fn container_name(key: &str) -> String {
+    key.replacen('/', ".", 1)
+}
+
+/// What node `node_id` must host according to `state`.
+pub fn plan_node(state: &GridState, node_id: u32) -> NodePlan {
+    let mut plan = NodePlan::default();
+    for (key, network) in &state.networks {
+        let Some(me) = network.members.iter().find(|m| m.node_id == node_id) else {
+            continue;
+        };
+        let peers = network
+            .members
+            .iter()
+            .filter(|m| m.node_id != node_id)
+            .filter_map(|m| {
+                let node = state.nodes.get(&m.node_id)?;
+                Some(PeerPlan {
+                    node_id: m.node_id,
+                    wireguard_public_key: node.wireguard_public_key,
+                    endpoints: node
+                        .endpoints
+                        .iter()
+                        .map(|ip| SocketAddr::new(*ip, m.wireguard_listen_port))
+                        .collect(),
+                    subnet: m.subnet,
+                    subnet_v6: m.subnet_v6,
+                })
+            })
+            .collect();
+        let access = state
+            .access
+            .iter()
+            .filter(|(_, a)| a.network == *key && a.node_id == node_id)
+            .map(|(name, a)| AccessPlan {
+                name: name.clone(),
+                wireguard_public_key: a.wireguard_public_key,
+                allowed_ips: a.allowed_ips.clone(),
+            })
+            .collect();
+        plan.networks.push(NetworkPlan {
+            wireguard_listen_port: me.wireguard_listen_port,
+            peers,
+            access,
+            ..NetworkPlan::local(
+                key,
+                network.ip_range,
+                network.ipv6_range,
+                me.subnet,
+                me.subnet_v6,
+            )
+        });
+    }
+    for (key, container) in state
+        .containers
+        .iter()
+        .filter(|(_, c)| c.node_id == node_id)
+    {
+        let name = container_name(key);
+        plan.containers.push(ContainerPlan {
+            mac: Mac::derive(&container.network, &name),
+            name,
+            network: container.network.clone(),
+            ipv4: container.ipv4,
+            ipv6: container.ipv6,
+        });
+    }
+    for (key, gateway) in state.gateways.iter().filter(|(_, g)| g.node_id == node_id) {
+        let node = &state.nodes[&node_id];
+        plan.gateways.push(GatewayPlan {
+            name: key.clone(),
+            network: gateway.network.clone(),
+            hostnames: gateway.hostnames.clone(),
+            backends: gateway.backends.clone(),
+            mode: gateway.mode,
+            public_ips: node
+                .public_ipv4
+                .map(Into::into)
+                .into_iter()
+                .chain(node.public_ipv6.map(Into::into))
+                .collect(),
+        });
+    }
+    plan
+}
