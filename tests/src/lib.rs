@@ -359,3 +359,180 @@ pub fn test_container(name: &str, network: &str, host: u8) -> ContainerPlan {
         .expect("literal address");
     ContainerPlan::new(name, network, [10, 1, 1, host].into(), ipv6)
 }
+
+/// A ledger file that tests write entries to, signed with fixed twin keys.
+pub struct TestLedger {
+    pub file: gridnet_agent::ledger::file::LedgerFile,
+    chain: gridnet_agent::ledger::Chain,
+}
+
+impl TestLedger {
+    /// An empty ledger in `dir`.
+    pub fn new(dir: &Path) -> anyhow::Result<Self> {
+        let file = gridnet_agent::ledger::file::LedgerFile::new(&dir.join("ledger.yaml"));
+        file.init()?;
+        Ok(Self {
+            file,
+            chain: gridnet_agent::ledger::Chain::default(),
+        })
+    }
+
+    /// The key of twin `name` (derived from the name: tests only).
+    pub fn key(name: &str) -> gridnet_agent::ledger::SigningKey {
+        let mut seed = [0u8; 32];
+        for (i, b) in name.bytes().enumerate() {
+            seed[i % 32] ^= b;
+        }
+        gridnet_agent::ledger::SigningKey::from_seed(seed)
+    }
+
+    /// Signs and appends an entry by `author`; fails if the ledger's rules refuse it.
+    pub fn submit(
+        &mut self,
+        author: &str,
+        body: gridnet_agent::ledger::Body,
+    ) -> anyhow::Result<u64> {
+        let entry = gridnet_agent::ledger::sign_next(&self.chain, author, body, &Self::key(author));
+        self.chain
+            .apply(&entry)
+            .map_err(|e| anyhow::anyhow!("refused: {e}"))?;
+        self.file.append(&entry)?;
+        Ok(entry.seq)
+    }
+
+    /// Appends an entry as is, without checking it (to test what the agent does with it).
+    pub fn append_raw(
+        &mut self,
+        author: &str,
+        body: gridnet_agent::ledger::Body,
+        signer: &str,
+    ) -> anyhow::Result<u64> {
+        let entry = gridnet_agent::ledger::sign_next(&self.chain, author, body, &Self::key(signer));
+        let _ = self.chain.apply(&entry);
+        self.file.append(&entry)?;
+        Ok(entry.seq)
+    }
+
+    /// Registers a twin.
+    pub fn twin(&mut self, name: &str) -> anyhow::Result<()> {
+        let public_key = Self::key(name).public();
+        self.submit(
+            name,
+            gridnet_agent::ledger::Body::Twin {
+                name: name.into(),
+                public_key,
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// A running `gridnet run` in a node, stopped (SIGKILL) on drop.
+pub struct Agent {
+    child: std::process::Child,
+    pub socket: PathBuf,
+}
+
+impl Agent {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the agent as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `gridnet status --json`, parsed.
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let socket = self.socket.to_str().context("socket")?;
+        let out = Command::new(gridnet_bin()?)
+            .args(["status", "--json", "--socket", socket])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "gridnet status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// Waits (up to `seconds`) until the status satisfies `ready`.
+    pub fn wait_for(
+        &self,
+        seconds: u64,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            if let Ok(status) = self.status()
+                && ready(&status)
+            {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "the agent did not get there in {seconds} s; last status: {:?}",
+                    self.status().ok()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    /// Starts `gridnet run` for node `node_id` in this node, following `ledger`.
+    pub fn run_agent(
+        &self,
+        node_id: u32,
+        ledger: &Path,
+        extra_config: &str,
+    ) -> anyhow::Result<Agent> {
+        let key = self.workdir.join("node.key");
+        if !key.exists() {
+            gridnet_agent::ledger::keys::NodeKey::generate()?.write(&key)?;
+        }
+        let socket = self.workdir.join("agent.sock");
+        let config = format!(
+            "node_id: {node_id}\nkey_file: {}\nledger:\n  file: {}\npin_root: {}\nstate_dir: {}\nnetns_prefix: {}\ncontrol_socket: {}\n{extra_config}",
+            key.display(),
+            ledger.display(),
+            self.pin_root.display(),
+            self.workdir.join("state").display(),
+            self.prefix,
+            socket.display(),
+        );
+        let path = self.workdir.join("node.yaml");
+        std::fs::write(&path, config)?;
+        let log = std::fs::File::create(self.workdir.join("agent.log"))?;
+        let mut command = Command::new(gridnet_bin()?);
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        in_netns(&mut command, self.ns.name())?;
+        let child = command.spawn()?;
+        Ok(Agent { child, socket })
+    }
+
+    /// The agent's log so far.
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.workdir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// The node's scratch directory (removed on drop).
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+}

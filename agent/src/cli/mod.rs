@@ -4,6 +4,7 @@ mod apply;
 mod bpf_stats;
 mod ledger;
 mod node;
+mod run;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     /// Reservation ledger tools: keys, entries, verification.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Run the node agent: follow the ledger and realize this node's networks.
+    Run(run::RunArgs),
     /// Ask the running agent for its state (over its local unix socket).
     Status(status::StatusArgs),
     /// This node's identity.
@@ -40,6 +43,7 @@ impl Cli {
             Command::BpfStats(args) => args.run(),
             Command::Ledger(command) => command.run(),
             Command::Node(command) => command.run(),
+            Command::Run(args) => args.run(),
             Command::Status(args) => args.run(),
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod control;
+mod follow;
 
 use std::{sync::Arc, time::Duration};
 
@@ -37,9 +38,27 @@ pub struct Desired {
     pub rejected: Vec<Rejected>,
 }
 
-/// Runs the agent until SIGINT or SIGTERM. `desired` is fed by the ledger follower.
-pub async fn run(
-    config: NodeConfigFile,
+/// Runs the agent until SIGINT or SIGTERM: follows the configured ledger and reconciles.
+pub async fn run(config: NodeConfigFile) -> anyhow::Result<()> {
+    let ledger = match &config.ledger {
+        config::LedgerSourceConfig::File(path) => format!("file {}", path.display()),
+        config::LedgerSourceConfig::Etcd { endpoints, prefix } => {
+            format!("etcd {} {prefix}", endpoints.join(","))
+        }
+    };
+    let (tx, mut desired) = watch::channel(Desired::default());
+    let follower = tokio::spawn(follow::follow(config.ledger.clone(), config.node_id, tx));
+    // The first plan comes from the ledger, not from the empty default: wait for it.
+    if desired.changed().await.is_err() {
+        anyhow::bail!("the ledger follower stopped before reading the ledger");
+    }
+    let result = serve(&config, ledger, desired).await;
+    follower.abort();
+    result
+}
+
+async fn serve(
+    config: &NodeConfigFile,
     ledger: String,
     mut desired: watch::Receiver<Desired>,
 ) -> anyhow::Result<()> {
@@ -60,6 +79,7 @@ pub async fn run(
     info!(socket = %config.control_socket.display(), "agent running");
 
     let mut resync = tokio::time::interval(RESYNC_INTERVAL);
+    // The first tick fires at once: reconcile what was read before waiting for changes.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {

@@ -1,0 +1,255 @@
+//! `gridnet run`: from a ledger to running networks, with restarts, bad entries and removal.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    time::Duration,
+};
+
+use anyhow::{Context as _, ensure};
+use gridnet_agent::ledger::{
+    Body,
+    model::{Member, ObjectKind},
+};
+use gridnet_tests::{Agent, Node, TestLedger, ping, run_in, within};
+
+const NODE: u32 = 1;
+
+fn container(name: &str, host: u8) -> Body {
+    Body::Container {
+        name: name.into(),
+        network: "web".into(),
+        node_id: NODE,
+        ipv4: [10, 1, 1, host].into(),
+        ipv6: None,
+    }
+}
+
+/// A node running `gridnet run`, following a ledger with alice's network `web` and containers
+/// a1 (.2) and a2 (.3) on it.
+fn grid() -> anyhow::Result<(Node, TestLedger, Agent)> {
+    let node = Node::new()?;
+    let mut ledger = TestLedger::new(node.workdir())?;
+    for twin in ["farmer", "alice", "bob"] {
+        ledger.twin(twin)?;
+    }
+    ledger.submit(
+        "farmer",
+        Body::Node {
+            node_id: NODE,
+            farmer: "farmer".into(),
+            wireguard_public_key: gridnet_agent::plan::WgKey([1; 32]),
+            endpoints: vec!["192.0.2.1".parse()?],
+            public_ipv4: None,
+            public_ipv6: None,
+        },
+    )?;
+    ledger.submit(
+        "alice",
+        Body::Network {
+            name: "web".into(),
+            version: 1,
+            ip_range: "10.1.0.0/16".parse()?,
+            ipv6_range: "fd00:1::/48".parse()?,
+            members: vec![Member {
+                node_id: NODE,
+                subnet: "10.1.1.0/24".parse()?,
+                subnet_v6: "fd00:1:0:1::/64".parse()?,
+                wireguard_listen_port: 51820,
+            }],
+        },
+    )?;
+    ledger.submit("alice", container("a1", 2))?;
+    let seq = ledger.submit("alice", container("a2", 3))?;
+    let agent = node.run_agent(NODE, ledger.file.path(), "")?;
+    agent
+        .wait_for(30, |s| {
+            s["last_seq"] == seq
+                && s["containers"].as_array().is_some_and(|c| c.len() == 2)
+                && s["last_error"].is_null()
+        })
+        .with_context(|| node.agent_log())?;
+    Ok((node, ledger, agent))
+}
+
+fn ns(node: &Node, container: &str) -> String {
+    node.container_ns(&format!("alice.{container}"))
+}
+
+/// Socket inodes the process holds.
+fn socket_inodes(pid: u32) -> anyhow::Result<Vec<String>> {
+    let mut inodes = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let target = std::fs::read_link(fd?.path()).unwrap_or_default();
+        if let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            inodes.push(inode.to_owned());
+        }
+    }
+    Ok(inodes)
+}
+
+#[test]
+fn the_agent_realizes_the_ledger_and_listens_on_no_network_port() -> anyhow::Result<()> {
+    let (node, mut ledger, agent) = grid()?;
+    ensure!(ping(&ns(&node, "a1"), "10.1.1.3", 2)?, "a1 cannot reach a2");
+    ensure!(
+        ping(&ns(&node, "a1"), "fd00:1:0:1::3", 2)?,
+        "a1 cannot reach a2 over IPv6"
+    );
+
+    // No TCP or UDP socket of the agent's, listening or not: it only talks netlink, BPF and its
+    // unix control socket.
+    let inodes = socket_inodes(agent.pid())?;
+    ensure!(
+        !inodes.is_empty(),
+        "the agent holds no sockets at all? (control socket missing)"
+    );
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{}/net/{table}", agent.pid()))?;
+        for line in text.lines().skip(1) {
+            let inode = line.split_whitespace().nth(9).unwrap_or("");
+            ensure!(
+                !inodes.iter().any(|i| i == inode),
+                "the agent has an {table} socket: {line}"
+            );
+        }
+    }
+
+    // Deleting a container removes its namespace, veth and datapath entries.
+    ledger.submit(
+        "alice",
+        Body::Delete {
+            object: ObjectKind::Container,
+            name: "a2".into(),
+        },
+    )?;
+    agent.wait_for(30, |s| {
+        s["containers"].as_array().is_some_and(|c| c.len() == 1)
+    })?;
+    let names = gridnet_agent::netlink::Netns::list(&node.prefix)?;
+    assert_eq!(names, vec![ns(&node, "a1")]);
+    // Deleting the last container and the network leaves nothing behind.
+    ledger.submit(
+        "alice",
+        Body::Delete {
+            object: ObjectKind::Container,
+            name: "a1".into(),
+        },
+    )?;
+    let seq = ledger.submit(
+        "alice",
+        Body::Delete {
+            object: ObjectKind::Network,
+            name: "web".into(),
+        },
+    )?;
+    let status = agent.wait_for(30, |s| {
+        s["last_seq"] == seq && s["networks"].as_array().is_some_and(Vec::is_empty)
+    })?;
+    ensure!(status["last_error"].is_null(), "{status}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        gridnet_agent::netlink::Netns::list(&node.prefix)?.is_empty(),
+        "container namespaces left"
+    );
+    let links = run_in(node.ns.name(), "ip", &["-o", "link", "show"])?;
+    ensure!(
+        !String::from_utf8_lossy(&links.stdout).contains(": gn"),
+        "veths left behind"
+    );
+    let stats = node.bpf_stats()?;
+    for map in stats["maps"].as_array().context("maps")? {
+        if ["GRIDNET_IFACE_1", "GRIDNET_ENDPT_1", "GRIDNET_NETS_1"]
+            .contains(&map["name"].as_str().unwrap_or(""))
+        {
+            assert_eq!(map["entries"], 0, "entries left in {}", map["name"]);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn forwarding_survives_a_crash_and_a_restarted_agent_converges() -> anyhow::Result<()> {
+    let (node, mut ledger, agent) = grid()?;
+    // An echo server in a2 and a long-lived connection from a1.
+    let listener = within(&ns(&node, "a2"), || TcpListener::bind("10.1.1.3:7400"))??;
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut buf = [0u8; 64];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let addr = "10.1.1.3:7400".parse()?;
+    let mut stream = within(&ns(&node, "a1"), move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+    })??;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let mut echo = |text: &[u8]| -> anyhow::Result<()> {
+        stream.write_all(text)?;
+        let mut buf = vec![0u8; text.len()];
+        stream.read_exact(&mut buf)?;
+        ensure!(buf == text, "echo mismatch");
+        Ok(())
+    };
+    echo(b"before")?;
+
+    agent.kill();
+    echo(b"while the agent is dead")?;
+    // The ledger moves on while the agent is down.
+    let seq = ledger.submit("alice", container("a3", 4))?;
+    let agent = node.run_agent(NODE, ledger.file.path(), "")?;
+    let status = agent
+        .wait_for(30, |s| {
+            s["last_seq"] == seq && s["containers"].as_array().is_some_and(|c| c.len() == 3)
+        })
+        .with_context(|| node.agent_log())?;
+    ensure!(status["last_error"].is_null(), "{status}");
+    echo(b"after the restart")?;
+    ensure!(
+        ping(&ns(&node, "a1"), "10.1.1.4", 2)?,
+        "a3, added while the agent was down, is unreachable"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bad_entry_is_refused_while_running_and_disturbs_nothing() -> anyhow::Result<()> {
+    let (node, mut ledger, agent) = grid()?;
+    // Signed by bob, claiming to be alice.
+    let bad = ledger.append_raw("alice", container("evil", 9), "bob")?;
+    let status = agent.wait_for(30, |s| {
+        s["rejected"].as_array().is_some_and(|r| !r.is_empty())
+    })?;
+    let rejected = &status["rejected"][0];
+    assert_eq!(rejected["seq"], bad);
+    ensure!(
+        rejected["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("signature"),
+        "{rejected}"
+    );
+    assert_eq!(status["containers"].as_array().map(Vec::len), Some(2));
+    ensure!(
+        ping(&ns(&node, "a1"), "10.1.1.3", 2)?,
+        "a running container was disturbed"
+    );
+    ensure!(
+        node.agent_log().contains("refused"),
+        "the log does not mention the refused entry"
+    );
+    // And the ledger goes on.
+    let seq = ledger.submit("alice", container("a4", 5))?;
+    agent.wait_for(30, |s| {
+        s["last_seq"] == seq && s["containers"].as_array().is_some_and(|c| c.len() == 3)
+    })?;
+    Ok(())
+}
