@@ -287,36 +287,8 @@ impl Kernel<'_> {
             }
         }
 
-        // The program on the host veth's ingress.
-        match dataplane.attach_mode() {
-            AttachMode::Tcx => {
-                if let Some(change) = dataplane.ensure_tcx(&host_name)? {
-                    report.change(change);
-                }
-            }
-            AttachMode::Netlink => {
-                // Ours: at our priority and handle, with our program's tag.
-                let filters = node.ingress_bpf_filters(host.index).await?;
-                let ours = filters
-                    .iter()
-                    .find(|f| f.priority == FILTER_PRIORITY && f.handle == FILTER_HANDLE);
-                match ours {
-                    Some(filter) if filter.tag == Some(dataplane.program_tag()) => {}
-                    Some(_) => {
-                        dataplane.attach(&host_name, true)?;
-                        report.change(format!(
-                            "replace the filter on {host_name} with the current program"
-                        ));
-                    }
-                    None => {
-                        dataplane.attach(&host_name, false)?;
-                        report.change(format!("attach tc_from_container to {host_name}"));
-                    }
-                }
-            }
-        }
-
-        // The datapath's view of the container.
+        // The datapath's view of the container, before its program runs: no packet of it is
+        // ever judged without its identity.
         let iface = Iface {
             network_id,
             ipv4: container.ipv4.octets(),
@@ -350,6 +322,35 @@ impl Kernel<'_> {
                 ));
             }
         }
+        // The program on the host veth's ingress.
+        match dataplane.attach_mode() {
+            AttachMode::Tcx => {
+                if let Some(change) = dataplane.ensure_tcx(&host_name)? {
+                    report.change(change);
+                }
+            }
+            AttachMode::Netlink => {
+                // Ours: at our priority and handle, with our program's tag.
+                let filters = node.ingress_bpf_filters(host.index).await?;
+                let ours = filters
+                    .iter()
+                    .find(|f| f.priority == FILTER_PRIORITY && f.handle == FILTER_HANDLE);
+                match ours {
+                    Some(filter) if filter.tag == Some(dataplane.program_tag()) => {}
+                    Some(_) => {
+                        dataplane.attach(&host_name, true)?;
+                        report.change(format!(
+                            "replace the filter on {host_name} with the current program"
+                        ));
+                    }
+                    None => {
+                        dataplane.attach(&host_name, false)?;
+                        report.change(format!("attach tc_from_container to {host_name}"));
+                    }
+                }
+            }
+        }
+
         Ok(host.index)
     }
 }
