@@ -4,8 +4,8 @@
 //! against the last entry that was part of the chain; an entry out of place never becomes part
 //! of it, so rewriting history breaks every later entry. Its content (signature, ownership,
 //! addresses) is judged against the last good state; an entry refused for its content stays
-//! in the chain but changes nothing. Either way the state is only replaced once the whole entry
-//! has passed, so nothing is ever half-applied.
+//! in the chain but changes nothing. Each body is checked completely before its single change,
+//! so nothing is ever half-applied.
 
 use std::{
     collections::BTreeMap,
@@ -77,6 +77,25 @@ pub struct GridState {
     pub containers: BTreeMap<String, Container>,
     pub gateways: BTreeMap<String, Gateway>,
     pub access: BTreeMap<String, Access>,
+    /// Which network listens on each (node, WireGuard port): derived, for the port rule.
+    #[serde(skip)]
+    ports: BTreeMap<(u32, u16), String>,
+}
+
+/// The entries of `map` whose key starts with `<owner>/`: users' objects are keyed that way, so
+/// an owner's objects are one range, and no rule scans the whole grid.
+fn owned_by<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    owner: &str,
+) -> impl Iterator<Item = (&'a String, &'a V)> {
+    let prefix = format!("{owner}/");
+    map.range(prefix.clone()..)
+        .take_while(move |(k, _)| k.starts_with(&prefix))
+}
+
+/// The owner part of a `<owner>/<name>` key.
+fn owner_of(key: &str) -> &str {
+    key.split('/').next().unwrap_or("")
 }
 
 /// A ledger being replayed: the chain's head and the state.
@@ -123,10 +142,10 @@ impl Chain {
         }
         // In the chain from here on, whatever its content.
         self.head = Some((entry.seq, entry.hash()));
-        let mut next = self.state.clone();
         check_signature(&self.state, entry)?;
-        next.apply_body(&entry.author, &entry.body)?;
-        self.state = next;
+        // Every rule is checked before the one insertion or removal that applies a body, so a
+        // refused body leaves the state as it was without copying it (the tests hold this).
+        self.state.apply_body(&entry.author, &entry.body)?;
         self.last_applied = Some(entry.seq);
         Ok(())
     }
@@ -460,16 +479,11 @@ impl GridState {
                     problem: "must be 1024 or more".into(),
                 });
             }
-            let taken = self
-                .networks
-                .iter()
-                .filter(|(k, _)| **k != key)
-                .find(|(_, n)| {
-                    n.members
-                        .iter()
-                        .any(|m| m.node_id == member.node_id && m.wireguard_listen_port == port)
-                });
-            if let Some((other, _)) = taken {
+            if let Some(other) = self
+                .ports
+                .get(&(member.node_id, port))
+                .filter(|other| **other != key)
+            {
                 return Err(Rejection::BadPort {
                     port,
                     problem: format!(
@@ -499,6 +513,15 @@ impl GridState {
                     });
                 }
             }
+        }
+        if let Some(old) = self.networks.get(&key) {
+            for m in &old.members {
+                self.ports.remove(&(m.node_id, m.wireguard_listen_port));
+            }
+        }
+        for m in members {
+            self.ports
+                .insert((m.node_id, m.wireguard_listen_port), key.clone());
         }
         self.networks.insert(
             key,
@@ -542,8 +565,7 @@ impl GridState {
 
     /// Who already uses `address` in network `net_key`.
     fn address_user(&self, net_key: &str, address: IpAddr) -> Option<String> {
-        self.containers
-            .iter()
+        owned_by(&self.containers, owner_of(net_key))
             .find(|(_, c)| {
                 c.network == net_key
                     && (IpAddr::V4(c.ipv4) == address || IpAddr::V6(c.ipv6) == address)
@@ -553,20 +575,16 @@ impl GridState {
 
     /// Something of network `net_key` on node `node_id`, if any.
     fn objects_on(&self, net_key: &str, node_id: u32) -> Option<String> {
-        let containers = self
-            .containers
-            .iter()
-            .filter(|(_, c)| c.network == net_key && c.node_id == node_id)
+        let owner = owner_of(net_key);
+        let on = |network: &str, node: u32| network == net_key && node == node_id;
+        let containers = owned_by(&self.containers, owner)
+            .filter(|(_, c)| on(&c.network, c.node_id))
             .map(|(k, _)| k);
-        let gateways = self
-            .gateways
-            .iter()
-            .filter(|(_, g)| g.network == net_key && g.node_id == node_id)
+        let gateways = owned_by(&self.gateways, owner)
+            .filter(|(_, g)| on(&g.network, g.node_id))
             .map(|(k, _)| k);
-        let access = self
-            .access
-            .iter()
-            .filter(|(_, a)| a.network == net_key && a.node_id == node_id)
+        let access = owned_by(&self.access, owner)
+            .filter(|(_, a)| on(&a.network, a.node_id))
             .map(|(k, _)| k);
         containers.chain(gateways).chain(access).next().cloned()
     }
@@ -582,7 +600,11 @@ impl GridState {
                         object: other,
                     });
                 }
-                ("network", self.networks.remove(&key).is_some())
+                let removed = self.networks.remove(&key);
+                for m in removed.iter().flat_map(|n| &n.members) {
+                    self.ports.remove(&(m.node_id, m.wireguard_listen_port));
+                }
+                ("network", removed.is_some())
             }
             ObjectKind::Container => ("container", self.containers.remove(&key).is_some()),
             ObjectKind::Gateway => ("gateway", self.gateways.remove(&key).is_some()),
@@ -599,19 +621,14 @@ impl GridState {
     }
 
     fn network_user(&self, net_key: &str) -> Option<(String, &'static str)> {
-        let c = self
-            .containers
-            .iter()
+        let owner = owner_of(net_key);
+        let c = owned_by(&self.containers, owner)
             .find(|(_, c)| c.network == net_key)
             .map(|(k, _)| (k.clone(), "container"));
-        let g = self
-            .gateways
-            .iter()
+        let g = owned_by(&self.gateways, owner)
             .find(|(_, g)| g.network == net_key)
             .map(|(k, _)| (k.clone(), "gateway"));
-        let a = self
-            .access
-            .iter()
+        let a = owned_by(&self.access, owner)
             .find(|(_, a)| a.network == net_key)
             .map(|(k, _)| (k.clone(), "access"));
         c.or(g).or(a)

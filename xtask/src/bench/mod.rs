@@ -2,6 +2,7 @@
 //! `docs/benchmarks.md`. Absolute numbers drift between machines; the ratios are the result.
 
 mod fastpath;
+mod ledger;
 mod reconcile;
 mod uplink;
 
@@ -42,6 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         fastpath::run(args.seconds)?,
         reconcile::run()?,
         uplink::run(args.seconds)?,
+        ledger::run()?,
     ];
     let mut doc = String::from(
         "# Benchmarks\n\nWritten by `cargo xtask bench` (ratios from one run on one machine; compare paths \
