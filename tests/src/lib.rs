@@ -490,22 +490,30 @@ impl Drop for Agent {
 }
 
 impl Node {
-    /// Starts `gridnet run` for node `node_id` in this node, following `ledger`.
+    /// Starts `gridnet run` for node `node_id` in this node, following the ledger file `ledger`.
     pub fn run_agent(
         &self,
         node_id: u32,
         ledger: &Path,
         extra_config: &str,
     ) -> anyhow::Result<Agent> {
+        self.run_agent_with(
+            node_id,
+            &format!("ledger:\n  file: {}\n{extra_config}", ledger.display()),
+        )
+    }
+
+    /// Starts `gridnet run` for node `node_id` with `extra_config` added to the node's settings
+    /// (it must name the ledger).
+    pub fn run_agent_with(&self, node_id: u32, extra_config: &str) -> anyhow::Result<Agent> {
         let key = self.workdir.join("node.key");
         if !key.exists() {
             gridnet_agent::ledger::keys::NodeKey::generate()?.write(&key)?;
         }
         let socket = self.workdir.join("agent.sock");
         let config = format!(
-            "node_id: {node_id}\nkey_file: {}\nledger:\n  file: {}\npin_root: {}\nstate_dir: {}\nnetns_prefix: {}\ncontrol_socket: {}\n{extra_config}",
+            "node_id: {node_id}\nkey_file: {}\npin_root: {}\nstate_dir: {}\nnetns_prefix: {}\ncontrol_socket: {}\n{extra_config}",
             key.display(),
-            ledger.display(),
             self.pin_root.display(),
             self.workdir.join("state").display(),
             self.prefix,
@@ -534,5 +542,125 @@ impl Node {
     /// The node's scratch directory (removed on drop).
     pub fn workdir(&self) -> &Path {
         &self.workdir
+    }
+}
+
+/// A real etcd server on loopback with its own data directory, stopped and removed on drop.
+pub struct Etcd {
+    child: Option<std::process::Child>,
+    pub client_url: String,
+    peer_url: String,
+    name: String,
+    dir: PathBuf,
+    /// The namespace etcd runs in (None: the test's own, on loopback).
+    ns: Option<String>,
+}
+
+impl Etcd {
+    /// Starts etcd (Debian's etcd-server) on two free loopback ports.
+    pub fn start() -> anyhow::Result<Self> {
+        let free = || -> anyhow::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let id = unique_id();
+        let mut etcd = Self {
+            child: None,
+            client_url: format!("http://127.0.0.1:{}", free()?),
+            peer_url: format!("http://127.0.0.1:{}", free()?),
+            name: format!("gridnet-{id}"),
+            dir: std::env::temp_dir().join(format!("gridnet-etcd-{id}")),
+            ns: None,
+        };
+        etcd.spawn()?;
+        Ok(etcd)
+    }
+
+    /// Starts etcd inside namespace `ns`, listening on `ip` (an address of that namespace).
+    pub fn start_in(ns: &str, ip: &str) -> anyhow::Result<Self> {
+        let id = unique_id();
+        let mut etcd = Self {
+            child: None,
+            client_url: format!("http://{ip}:2379"),
+            peer_url: format!("http://{ip}:2380"),
+            name: format!("gridnet-{id}"),
+            dir: std::env::temp_dir().join(format!("gridnet-etcd-{id}")),
+            ns: Some(ns.to_owned()),
+        };
+        etcd.spawn()?;
+        Ok(etcd)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("{}.log", self.name)))?;
+        let mut command = Command::new("etcd");
+        if let Some(ns) = &self.ns {
+            in_netns(&mut command, ns)?;
+        }
+        let child = command
+            .args(["--name", &self.name, "--data-dir"])
+            .arg(&self.dir)
+            .args([
+                "--listen-client-urls",
+                &self.client_url,
+                "--advertise-client-urls",
+                &self.client_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &self.peer_url,
+                "--initial-advertise-peer-urls",
+                &self.peer_url,
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("{}={}", self.name, self.peer_url),
+            ])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("etcd (apt package etcd-server) must be installed")?;
+        self.child = Some(child);
+        // Ready when it answers on its client port.
+        let addr: std::net::SocketAddr = self.client_url.trim_start_matches("http://").parse()?;
+        for _ in 0..100 {
+            // Probe from the namespace etcd runs in: its address means nothing elsewhere.
+            let probe = move || {
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100))
+                    .is_ok()
+            };
+            let up = match &self.ns {
+                Some(ns) => within(ns, probe)?,
+                None => probe(),
+            };
+            if up {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        bail!("etcd did not start on {}", self.client_url)
+    }
+
+    /// Kills etcd as a crash would, keeping its data.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}.log", self.name)));
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! [`replay`] turns a list of entries into a state plus the refused entries and why.
 
+pub mod etcd;
 pub mod file;
 pub mod keys;
 pub mod model;

@@ -1,0 +1,269 @@
+//! The ledger in a real etcd: append, read, racing writers, and an agent following it through
+//! an etcd restart.
+
+use std::time::Duration;
+
+use anyhow::ensure;
+use gridnet_agent::ledger::{
+    self, Body, Chain, Entry,
+    etcd::{EtcdError, EtcdLedger},
+    model::Member,
+};
+use gridnet_tests::{Etcd, Node, TestLedger, ping};
+
+fn twin(name: &str) -> Body {
+    Body::Twin {
+        name: name.into(),
+        public_key: TestLedger::key(name).public(),
+    }
+}
+
+/// Replays what etcd holds, to sign the next entry against it.
+async fn chain_of(ledger: &mut EtcdLedger) -> anyhow::Result<Chain> {
+    let (entries, _) = ledger.read_from(0).await?;
+    Ok(ledger::replay(&entries).chain)
+}
+
+/// Appends `body` by `author`, rereading the head after every lost race.
+async fn append_retrying(
+    ledger: &mut EtcdLedger,
+    author: &str,
+    body: Body,
+) -> anyhow::Result<(u64, u32)> {
+    let mut lost = 0;
+    loop {
+        let chain = chain_of(ledger).await?;
+        let entry = ledger::sign_next(&chain, author, body.clone(), &TestLedger::key(author));
+        match ledger.append(&entry).await {
+            Ok(()) => return Ok((entry.seq, lost)),
+            Err(EtcdError::Conflict { .. }) => lost += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_are_ordered_and_racing_writers_never_share_a_seq() -> anyhow::Result<()> {
+    let etcd = Etcd::start()?;
+    let endpoints = vec![etcd.client_url.clone()];
+    let mut one = EtcdLedger::connect(&endpoints, "/grid/a").await?;
+    let mut two = EtcdLedger::connect(&endpoints, "/grid/a").await?;
+    for name in ["alice", "bob"] {
+        append_retrying(&mut one, name, twin(name)).await?;
+    }
+    assert_eq!(one.head().await?, Some(1));
+
+    // Both writers sign entry 2 against the same head: exactly one may land.
+    let chain = chain_of(&mut one).await?;
+    let a = ledger::sign_next(&chain, "carol", twin("carol"), &TestLedger::key("carol"));
+    let b = ledger::sign_next(&chain, "dave", twin("dave"), &TestLedger::key("dave"));
+    let (ra, rb) = tokio::join!(one.append(&a), two.append(&b));
+    ensure!(
+        ra.is_ok() != rb.is_ok(),
+        "both or neither of two racing appends landed: {ra:?} {rb:?}"
+    );
+    let loser = if ra.is_ok() { "dave" } else { "carol" };
+    ensure!(matches!(
+        ra.err().or(rb.err()),
+        Some(EtcdError::Conflict { seq: 2 })
+    ));
+    append_retrying(&mut two, loser, twin(loser)).await?;
+
+    // Two writers appending concurrently, retrying on conflict: every entry lands once.
+    let w1 = tokio::spawn(async move {
+        let mut lost = 0;
+        for i in 0..10 {
+            lost += append_retrying(&mut one, &format!("w1-{i}"), twin(&format!("w1-{i}")))
+                .await?
+                .1;
+        }
+        anyhow::Ok(lost)
+    });
+    let w2 = tokio::spawn(async move {
+        let mut lost = 0;
+        for i in 0..10 {
+            lost += append_retrying(&mut two, &format!("w2-{i}"), twin(&format!("w2-{i}")))
+                .await?
+                .1;
+        }
+        anyhow::Ok(lost)
+    });
+    let lost = w1.await?? + w2.await??;
+    let mut reader = EtcdLedger::connect(&endpoints, "/grid/a").await?;
+    let (entries, _) = reader.read_from(0).await?;
+    assert_eq!(entries.len(), 24);
+    assert!(
+        entries.iter().enumerate().all(|(i, e)| e.seq == i as u64),
+        "seqs have gaps or repeats"
+    );
+    let replayed = ledger::replay(&entries);
+    ensure!(
+        replayed.refused.is_empty(),
+        "refused: {:?}",
+        replayed.refused
+    );
+    assert_eq!(replayed.chain.state().twins.len(), 24);
+    println!("racing writers lost {lost} appends to each other and retried");
+    // A prefix is its own ledger.
+    let mut other = EtcdLedger::connect(&endpoints, "/grid/b").await?;
+    assert!(other.read_from(0).await?.0.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_wakes_on_new_entries() -> anyhow::Result<()> {
+    let etcd = Etcd::start()?;
+    let endpoints = vec![etcd.client_url.clone()];
+    let mut writer = EtcdLedger::connect(&endpoints, "/grid").await?;
+    let mut follower = EtcdLedger::connect(&endpoints, "/grid").await?;
+    append_retrying(&mut writer, "alice", twin("alice")).await?;
+    let (seen, revision) = follower.read_from(0).await?;
+    assert_eq!(seen.len(), 1);
+    let waiting = tokio::spawn(async move { follower.watch_from(1, revision).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    append_retrying(&mut writer, "bob", twin("bob")).await?;
+    let new: Vec<Entry> = tokio::time::timeout(Duration::from_secs(10), waiting).await???;
+    assert_eq!(new.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);
+    Ok(())
+}
+
+/// Runs `f` against the etcd ledger at `endpoints` from inside namespace `ns`: a fresh runtime
+/// and connection on a thread in that namespace, so every socket lives there.
+fn in_ns<T: Send + 'static>(
+    ns: &str,
+    endpoints: &[String],
+    f: impl FnOnce(
+        EtcdLedger,
+    )
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<T>> + Send>>
+    + Send
+    + 'static,
+) -> anyhow::Result<T> {
+    let endpoints = endpoints.to_vec();
+    gridnet_tests::within(ns, move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move { f(EtcdLedger::connect(&endpoints, "/grid").await?).await })
+    })?
+}
+
+fn append_in(
+    ns: &str,
+    endpoints: &[String],
+    author: &'static str,
+    body: Body,
+) -> anyhow::Result<u64> {
+    in_ns(ns, endpoints, move |mut ledger| {
+        Box::pin(async move { Ok(append_retrying(&mut ledger, author, body).await?.0) })
+    })
+}
+
+#[test]
+fn an_agent_follows_etcd_through_an_etcd_restart() -> anyhow::Result<()> {
+    // etcd in a namespace of its own, one veth away from the node: the agent reaches it
+    // outward, as a node reaches its grid's etcd.
+    let node = Node::new()?;
+    let etcd_ns = format!("gridnet-etcdns-{}", gridnet_tests::unique_id());
+    gridnet_agent::netlink::Netns::create(&etcd_ns)?;
+    let _etcd_ns_guard = NsGuard(etcd_ns.clone());
+    let ip = gridnet_tests::ip;
+    ip(
+        node.ns.name(),
+        &[
+            "link", "add", "ctl0", "type", "veth", "peer", "name", "ctl0", "netns", &etcd_ns,
+        ],
+    )?;
+    for (ns, addr) in [
+        (node.ns.name(), "10.250.0.2/24"),
+        (etcd_ns.as_str(), "10.250.0.1/24"),
+    ] {
+        ip(ns, &["addr", "add", addr, "dev", "ctl0"])?;
+        ip(ns, &["link", "set", "ctl0", "up"])?;
+        ip(ns, &["link", "set", "lo", "up"])?;
+    }
+    let mut etcd = Etcd::start_in(&etcd_ns, "10.250.0.1")?;
+    let endpoints = vec![etcd.client_url.clone()];
+
+    for name in ["farmer", "alice"] {
+        append_in(&etcd_ns, &endpoints, name, twin(name))?;
+    }
+    append_in(
+        &etcd_ns,
+        &endpoints,
+        "farmer",
+        Body::Node {
+            node_id: 1,
+            farmer: "farmer".into(),
+            wireguard_public_key: gridnet_agent::plan::WgKey([1; 32]),
+            endpoints: vec!["192.0.2.1".parse()?],
+            public_ipv4: None,
+            public_ipv6: None,
+        },
+    )?;
+    append_in(
+        &etcd_ns,
+        &endpoints,
+        "alice",
+        Body::Network {
+            name: "web".into(),
+            version: 1,
+            ip_range: "10.1.0.0/16".parse()?,
+            ipv6_range: "fd00:1::/48".parse()?,
+            members: vec![Member {
+                node_id: 1,
+                subnet: "10.1.1.0/24".parse()?,
+                subnet_v6: "fd00:1:0:1::/64".parse()?,
+                wireguard_listen_port: 51820,
+            }],
+        },
+    )?;
+    let container = |name: &str, host: u8| Body::Container {
+        name: name.into(),
+        network: "web".into(),
+        node_id: 1,
+        ipv4: [10, 1, 1, host].into(),
+        ipv6: None,
+    };
+    append_in(&etcd_ns, &endpoints, "alice", container("a1", 2))?;
+    let seq = append_in(&etcd_ns, &endpoints, "alice", container("a2", 3))?;
+
+    let config = format!(
+        "ledger:\n  etcd:\n    endpoints: [\"{}\"]\n    prefix: /grid\n",
+        etcd.client_url
+    );
+    let agent = node.run_agent_with(1, &config)?;
+    agent
+        .wait_for(30, |s| {
+            s["last_seq"] == seq && s["containers"].as_array().is_some_and(|c| c.len() == 2)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", node.agent_log()))?;
+
+    etcd.restart()?;
+    let seq = append_in(&etcd_ns, &endpoints, "alice", container("a3", 4))?;
+    let status = agent
+        .wait_for(30, |s| {
+            s["last_seq"] == seq && s["containers"].as_array().is_some_and(|c| c.len() == 3)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", node.agent_log()))?;
+    ensure!(
+        status["rejected"].as_array().is_some_and(Vec::is_empty),
+        "entries seen twice or out of order: {status}"
+    );
+    ensure!(
+        ping(&node.container_ns("alice.a1"), "10.1.1.4", 2)?,
+        "a3, added after the etcd restart, is unreachable"
+    );
+    drop(agent);
+    drop(etcd);
+    Ok(())
+}
+
+/// Deletes a namespace the test made, on drop.
+struct NsGuard(String);
+
+impl Drop for NsGuard {
+    fn drop(&mut self) {
+        let _ = gridnet_agent::netlink::Netns::delete(&self.0);
+    }
+}
