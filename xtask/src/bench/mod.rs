@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: ratios measured side by side in one run, written to
 //! `docs/benchmarks.md`. Absolute numbers drift between machines; the ratios are the result.
 
+mod agent;
 mod fastpath;
 mod ledger;
 mod reconcile;
@@ -44,6 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         reconcile::run()?,
         uplink::run(args.seconds)?,
         ledger::run()?,
+        agent::run()?,
     ];
     let mut doc = String::from(
         "# Benchmarks\n\nWritten by `cargo xtask bench` (ratios from one run on one machine; compare paths \
