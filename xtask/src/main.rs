@@ -1,7 +1,6 @@
 //! Build orchestration for gridnet: `cargo xtask <command>`.
 
-mod bench;
-mod demo;
+mod lab;
 mod setup;
 mod test;
 mod vm;
@@ -21,9 +20,17 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Benchmarks, as ratios against baselines in the same run; writes docs/benchmarks.md.
-    Bench(bench::Args),
-    /// The main job: a gridnet node with two users' networks, shown working.
-    Demo(demo::Args),
+    /// Arguments go to `gridnet-lab bench` (`cargo xtask bench --help` lists them).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The main job: a three-node grid following one ledger, shown working.
+    /// Arguments go to `gridnet-lab demo` (`cargo xtask demo --help` lists them).
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Install what this machine lacks (Debian packages, rust-src, bpf-linker); idempotent.
     Setup,
     /// Run every test: unit, privileged on this kernel, and in QEMU on Debian's kernels.
@@ -34,8 +41,8 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Bench(args) => bench::run(args),
-        Command::Demo(args) => demo::run(args),
+        Command::Bench { args } => lab::run(lab::Job::Bench, &args),
+        Command::Demo { args } => lab::run(lab::Job::Demo, &args),
         Command::Setup => setup::run(),
         Command::Test(args) => test::run(args),
         Command::VmTest(args) => vm::run(args),

@@ -1,6 +1,6 @@
-//! `cargo xtask demo`: a three-node grid on this machine, from a local ledger.
+//! `cargo xtask demo` (run by `gridnet-lab demo`): a three-node grid on this machine, from a local ledger.
 //!
-//! Builds everything; creates three nodes (network namespaces joined by an underlay bridge),
+//! Creates three nodes (network namespaces joined by an underlay bridge),
 //! each running its own `gridnet run` with its own node id and key, all following one ledger;
 //! writes the ledger (three twins, three nodes, two users' networks on overlapping ranges,
 //! containers on several nodes); then shows what works: a connectivity matrix checked against
@@ -10,10 +10,7 @@
 //! Containers on different nodes need the encrypted tunnels between nodes, which gridnet does
 //! not build yet: those cells say `tunnel`, honestly, instead of pretending.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    process::Command,
-};
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context as _, bail};
 use gridnet_agent::{
@@ -53,18 +50,6 @@ impl Drop for Underlay {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    crate::setup::run()?;
-    if !crate::setup::is_root() {
-        bail!(
-            "the demo creates namespaces and loads eBPF: run it as root (`sudo -E cargo xtask demo`)"
-        );
-    }
-    println!("demo: building the agent and its eBPF programs");
-    crate::setup::run_cmd(
-        Command::new("cargo").args(["build", "-p", "gridnet-agent"]),
-        "cargo build",
-    )?;
-
     println!("demo: creating three nodes on an underlay bridge");
     let underlay = Underlay(format!("gridnet-demo-underlay-{}", unique_id()));
     Netns::create(&underlay.0)?;

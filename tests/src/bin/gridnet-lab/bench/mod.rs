@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: ratios measured side by side in one run, written to
+//! `cargo xtask bench` (run by `gridnet-lab bench`): ratios measured side by side in one run, written to
 //! `docs/benchmarks.md`. Absolute numbers drift between machines; the ratios are the result.
 
 mod agent;
@@ -7,9 +7,9 @@ mod ledger;
 mod reconcile;
 mod uplink;
 
-use std::{fmt::Write as _, path::Path, process::Command};
+use std::fmt::Write as _;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,20 +25,9 @@ pub struct Section {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    crate::setup::run()?;
-    if !crate::setup::is_root() {
-        bail!("benchmarks build namespaces and load eBPF: run as root");
-    }
-    println!("bench: building the agent (release)");
-    crate::setup::run_cmd(
-        Command::new("cargo").args(["build", "--release", "-p", "gridnet-agent"]),
-        "cargo build",
-    )?;
-    let bin = Path::new("target/release/gridnet")
-        .canonicalize()
-        .context("target/release/gridnet")?;
-    // SAFETY: single-threaded at this point; the variable is read by the test support library.
-    unsafe { std::env::set_var("GRIDNET_BIN", &bin) };
+    // The agent under test: the release build `cargo xtask bench` made, named by GRIDNET_BIN.
+    let bin = gridnet_tests::gridnet_bin()?;
+    println!("bench: agent {}", bin.display());
 
     let sections = vec![
         fastpath::run(args.seconds)?,
