@@ -253,3 +253,84 @@ fn a_bad_entry_is_refused_while_running_and_disturbs_nothing() -> anyhow::Result
     })?;
     Ok(())
 }
+
+#[test]
+fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> anyhow::Result<()> {
+    let up = gridnet_tests::uplinked()?;
+    let node = &up.node;
+    let mut ledger = TestLedger::new(node.workdir())?;
+    for twin in ["farmer", "alice"] {
+        ledger.twin(twin)?;
+    }
+    ledger.submit(
+        "farmer",
+        Body::Node {
+            node_id: NODE,
+            farmer: "farmer".into(),
+            wireguard_public_key: gridnet_agent::plan::WgKey([1; 32]),
+            endpoints: vec![gridnet_tests::NODE_IP.parse()?],
+            public_ipv4: Some(gridnet_tests::NODE_IP.parse()?),
+            public_ipv6: None,
+        },
+    )?;
+    ledger.submit(
+        "alice",
+        Body::Network {
+            name: "web".into(),
+            version: 1,
+            ip_range: "10.1.0.0/16".parse()?,
+            ipv6_range: "fd00:1::/48".parse()?,
+            members: vec![Member {
+                node_id: NODE,
+                subnet: "10.1.1.0/24".parse()?,
+                subnet_v6: "fd00:1:0:1::/64".parse()?,
+                wireguard_listen_port: 51820,
+            }],
+        },
+    )?;
+    let seq = ledger.submit("alice", container("a1", 2))?;
+    let agent = node.run_agent(NODE, ledger.file.path(), "uplinks: [up0]\n")?;
+    let status = agent.wait_for(30, |s| {
+        s["last_seq"] == seq && s["uplinks"][0]["xdp"] == "native"
+    })?;
+    ensure!(status["last_error"].is_null(), "{status}");
+
+    // A service on the gateway port is unreachable until a gateway on the ledger opens it.
+    let listener = within(node.ns.name(), || TcpListener::bind("0.0.0.0:80"))??;
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    let addr: std::net::SocketAddr = format!("{}:80", gridnet_tests::NODE_IP).parse()?;
+    let reachable = || -> anyhow::Result<bool> {
+        Ok(within(&up.inet, move || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        })?
+        .is_ok())
+    };
+    ensure!(!reachable()?, "port 80 is open before any gateway");
+    let seq = ledger.submit(
+        "alice",
+        Body::Gateway {
+            name: "www".into(),
+            network: "web".into(),
+            node_id: NODE,
+            hostnames: vec!["www.example.org".into()],
+            backends: vec!["10.1.1.2:80".parse()?],
+            mode: gridnet_agent::plan::GatewayMode::Http,
+        },
+    )?;
+    // The status reports a seq only once the reconcile that realized it is done.
+    agent.wait_for(30, |s| s["last_seq"] == seq && s["last_error"].is_null())?;
+    ensure!(
+        reachable()?,
+        "the gateway on the ledger did not open port 80"
+    );
+    let seq = ledger.submit(
+        "alice",
+        Body::Delete {
+            object: ObjectKind::Gateway,
+            name: "www".into(),
+        },
+    )?;
+    agent.wait_for(30, |s| s["last_seq"] == seq && s["last_error"].is_null())?;
+    ensure!(!reachable()?, "deleting the gateway did not close port 80");
+    Ok(())
+}
