@@ -664,3 +664,24 @@ impl Drop for Etcd {
         let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}.log", self.name)));
     }
 }
+
+/// A directory of the test's own under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("gridnet-{label}-{}", unique_id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -8,6 +8,7 @@ use gridnet_agent::ledger::{
     self, Body, Chain, Entry,
     etcd::{EtcdError, EtcdLedger},
     model::Member,
+    source::{LedgerSource, SourceError},
 };
 use gridnet_tests::{Etcd, Node, TestLedger, ping};
 
@@ -18,10 +19,11 @@ fn twin(name: &str) -> Body {
     }
 }
 
-/// Replays what etcd holds, to sign the next entry against it.
-async fn chain_of(ledger: &mut EtcdLedger) -> anyhow::Result<Chain> {
-    let (entries, _) = ledger.read_from(0).await?;
-    Ok(ledger::replay(&entries).chain)
+/// Replays what etcd holds, to sign the next entry against it: the chain and the position the
+/// next entry goes to.
+async fn chain_of(ledger: &mut EtcdLedger) -> anyhow::Result<(Chain, u64)> {
+    let entries = LedgerSource::read_from(ledger, 0).await?;
+    Ok((ledger::replay(&entries).chain, entries.len() as u64))
 }
 
 /// Appends `body` by `author`, rereading the head after every lost race.
@@ -32,11 +34,11 @@ async fn append_retrying(
 ) -> anyhow::Result<(u64, u32)> {
     let mut lost = 0;
     loop {
-        let chain = chain_of(ledger).await?;
+        let (chain, position) = chain_of(ledger).await?;
         let entry = ledger::sign_next(&chain, author, body.clone(), &TestLedger::key(author));
-        match ledger.append(&entry).await {
+        match LedgerSource::append(ledger, position, &entry).await {
             Ok(()) => return Ok((entry.seq, lost)),
-            Err(EtcdError::Conflict { .. }) => lost += 1,
+            Err(SourceError::Conflict { .. }) => lost += 1,
             Err(e) => return Err(e.into()),
         }
     }
@@ -54,10 +56,10 @@ async fn appends_are_ordered_and_racing_writers_never_share_a_seq() -> anyhow::R
     assert_eq!(one.head().await?, Some(1));
 
     // Both writers sign entry 2 against the same head: exactly one may land.
-    let chain = chain_of(&mut one).await?;
+    let (chain, position) = chain_of(&mut one).await?;
     let a = ledger::sign_next(&chain, "carol", twin("carol"), &TestLedger::key("carol"));
     let b = ledger::sign_next(&chain, "dave", twin("dave"), &TestLedger::key("dave"));
-    let (ra, rb) = tokio::join!(one.append(&a), two.append(&b));
+    let (ra, rb) = tokio::join!(one.append(position, &a), two.append(position, &b));
     ensure!(
         ra.is_ok() != rb.is_ok(),
         "both or neither of two racing appends landed: {ra:?} {rb:?}"
@@ -65,7 +67,7 @@ async fn appends_are_ordered_and_racing_writers_never_share_a_seq() -> anyhow::R
     let loser = if ra.is_ok() { "dave" } else { "carol" };
     ensure!(matches!(
         ra.err().or(rb.err()),
-        Some(EtcdError::Conflict { seq: 2 })
+        Some(EtcdError::Conflict { position: 2 })
     ));
     append_retrying(&mut two, loser, twin(loser)).await?;
 
@@ -119,11 +121,109 @@ async fn a_follower_wakes_on_new_entries() -> anyhow::Result<()> {
     append_retrying(&mut writer, "alice", twin("alice")).await?;
     let (seen, revision) = follower.read_from(0).await?;
     assert_eq!(seen.len(), 1);
-    let waiting = tokio::spawn(async move { follower.watch_from(1, revision).await });
+    // The watch starts after what was read: it must not wake for entry 0.
+    let mut watcher = EtcdLedger::connect(&endpoints, "/grid").await?;
+    let early = tokio::spawn(async move { watcher.wait_after(revision).await });
+    let waiting = tokio::spawn(async move { follower.wait_from(1).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(!early.is_finished(), "the watch woke with nothing new");
+    ensure!(
+        !waiting.is_finished(),
+        "the follower returned with nothing new"
+    );
     append_retrying(&mut writer, "bob", twin("bob")).await?;
     let new: Vec<Entry> = tokio::time::timeout(Duration::from_secs(10), waiting).await???;
     assert_eq!(new.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);
+    tokio::time::timeout(Duration::from_secs(10), early).await???;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_the_chain_refuses_takes_its_place_and_blocks_nothing() -> anyhow::Result<()> {
+    let etcd = Etcd::start()?;
+    let endpoints = vec![etcd.client_url.clone()];
+    let mut writer = EtcdLedger::connect(&endpoints, "/grid").await?;
+    append_retrying(&mut writer, "alice", twin("alice")).await?;
+    // A writer with etcd access but a stale view appends an entry linked to nothing.
+    let (chain, position) = chain_of(&mut writer).await?;
+    let mut stale = ledger::sign_next(&chain, "bob", twin("bob"), &TestLedger::key("bob"));
+    stale.prev = ledger::Hash::default();
+    stale.signature = TestLedger::key("bob").sign(&stale.signing_bytes());
+    writer.append(position, &stale).await?;
+    // The chain refuses it, and the next honest append still lands after it.
+    let (seq, _) = append_retrying(&mut writer, "carol", twin("carol")).await?;
+    let entries = LedgerSource::read_from(&mut writer, 0).await?;
+    assert_eq!(entries.len(), 3);
+    let replayed = ledger::replay(&entries);
+    assert_eq!(replayed.refused.len(), 1, "{:?}", replayed.refused);
+    assert_eq!(replayed.refused[0].seq, 1);
+    assert_eq!(replayed.chain.last_applied(), Some(seq));
+    assert_eq!(
+        seq, 1,
+        "carol's entry carries the chain's seq, at position 2"
+    );
+    assert!(replayed.chain.state().twins.contains_key("carol"));
+    assert!(!replayed.chain.state().twins.contains_key("bob"));
+    Ok(())
+}
+
+#[test]
+fn the_cli_submits_verifies_and_shows_an_etcd_ledger() -> anyhow::Result<()> {
+    let etcd = Etcd::start()?;
+    let dir = gridnet_tests::TempDir::new("cli-etcd")?;
+    let gridnet = |args: &[&str]| -> anyhow::Result<std::process::Output> {
+        Ok(std::process::Command::new(gridnet_tests::gridnet_bin()?)
+            .args(args)
+            .env("GRIDNET_ETCD_PREFIX", "/cli")
+            .output()?)
+    };
+    let key = dir.path().join("alice.key");
+    let key = key.to_str().unwrap_or_default();
+    let out = gridnet(&["ledger", "keygen", "--out", key])?;
+    ensure!(out.status.success(), "{out:?}");
+    let public = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: ").map(str::to_owned))
+        .ok_or_else(|| anyhow::anyhow!("keygen printed no public key"))?;
+    let twin = dir.path().join("twin.yaml");
+    std::fs::write(
+        &twin,
+        format!("kind: twin\nname: alice\npublic_key: {public}\n"),
+    )?;
+    let twin = twin.to_str().unwrap_or_default();
+    let submit = [
+        "ledger", "submit", twin, "--key", key, "--author", "alice", "--etcd",
+    ];
+    let out = gridnet(&[&submit[..], &[&etcd.client_url]].concat())?;
+    ensure!(out.status.success(), "submit: {out:?}");
+    // The same twin again: the rules refuse it, with the reason, and nothing is appended.
+    let out = gridnet(&[&submit[..], &[&etcd.client_url]].concat())?;
+    ensure!(!out.status.success(), "a duplicate twin was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        err.contains("would refuse") && err.contains("alice"),
+        "{err}"
+    );
+
+    let out = gridnet(&["ledger", "verify", "--etcd", &etcd.client_url])?;
+    ensure!(out.status.success(), "verify: {out:?}");
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).contains("1 entries, 0 refused"),
+        "{out:?}"
+    );
+    let out = gridnet(&["ledger", "show", "--json", "--etcd", &etcd.client_url])?;
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(state["twins"]["alice"].is_string(), "{state}");
+    // Both a file and etcd: refused before anything is read.
+    let out = gridnet(&[
+        "ledger",
+        "verify",
+        "--etcd",
+        &etcd.client_url,
+        "--ledger",
+        twin,
+    ])?;
+    ensure!(!out.status.success(), "two ledgers at once were accepted");
     Ok(())
 }
 

@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 
 use crate::{
-    ledger::{self, Body, SigningKey, file::LedgerFile},
+    ledger::{
+        self, Body, SigningKey,
+        file::LedgerFile,
+        source::{LedgerSource as _, Location, SourceError},
+    },
     plan::from_ledger::plan_node,
 };
 
@@ -32,18 +36,18 @@ pub enum LedgerCommand {
         /// The author's twin name.
         #[arg(long)]
         author: String,
-        #[arg(long)]
-        ledger: PathBuf,
+        #[command(flatten)]
+        ledger: LedgerArgs,
     },
     /// Check a whole ledger; prints every refused entry with its reason, exits 1 if any.
     Verify {
-        #[arg(long)]
-        ledger: PathBuf,
+        #[command(flatten)]
+        ledger: LedgerArgs,
     },
     /// Print the grid state the ledger builds (or one node's plan with --node).
     Show {
-        #[arg(long)]
-        ledger: PathBuf,
+        #[command(flatten)]
+        ledger: LedgerArgs,
         /// Print this node's desired state instead.
         #[arg(long)]
         node: Option<u32>,
@@ -51,6 +55,58 @@ pub enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which ledger: a file, or an etcd cluster and key prefix.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct LedgerArgs {
+    /// A ledger file.
+    #[arg(long, value_name = "PATH")]
+    ledger: Option<PathBuf>,
+    /// An etcd cluster: its client URLs, comma-separated (e.g. `http://10.0.0.1:2379`).
+    #[arg(long, value_name = "URL,...", value_delimiter = ',')]
+    etcd: Option<Vec<String>>,
+}
+
+/// The key prefix of an etcd ledger unless `GRIDNET_ETCD_PREFIX` says otherwise.
+const DEFAULT_ETCD_PREFIX: &str = "/gridnet";
+
+impl LedgerArgs {
+    fn location(&self) -> anyhow::Result<Location> {
+        let location = match (&self.ledger, &self.etcd) {
+            (Some(path), _) => Location::File(path.clone()),
+            (None, Some(endpoints)) => Location::Etcd {
+                endpoints: endpoints.clone(),
+                prefix: std::env::var("GRIDNET_ETCD_PREFIX")
+                    .unwrap_or_else(|_| DEFAULT_ETCD_PREFIX.into()),
+            },
+            (None, None) => bail!("say which ledger: --ledger PATH or --etcd URL"),
+        };
+        if let Some((field, reason)) = location.problem() {
+            bail!("{field}: {reason}");
+        }
+        Ok(location)
+    }
+}
+
+/// Runs one ledger operation on a small runtime of its own.
+fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(work)
+}
+
+/// Every entry of the ledger at `args`.
+fn read_all(args: &LedgerArgs) -> anyhow::Result<Vec<ledger::Entry>> {
+    let location = args.location()?;
+    block_on(async {
+        let mut source = location.open().await?;
+        Ok(source.read_from(0).await?)
+    })
+    .with_context(|| format!("cannot read the ledger ({location})"))
 }
 
 impl LedgerCommand {
@@ -78,7 +134,7 @@ impl LedgerCommand {
                 ledger,
             } => submit(&entry, &key, &author, &ledger),
             LedgerCommand::Verify { ledger } => {
-                let entries = LedgerFile::new(&ledger).read()?;
+                let entries = read_all(&ledger)?;
                 let replay = ledger::replay(&entries);
                 for refused in &replay.refused {
                     println!("entry {}: refused: {}", refused.seq, refused.reason);
@@ -94,7 +150,7 @@ impl LedgerCommand {
                 Ok(())
             }
             LedgerCommand::Show { ledger, node, json } => {
-                let entries = LedgerFile::new(&ledger).read()?;
+                let entries = read_all(&ledger)?;
                 let replay = ledger::replay(&entries);
                 let text = match (node, json) {
                     (Some(id), true) => {
@@ -113,20 +169,39 @@ impl LedgerCommand {
     }
 }
 
-fn submit(entry: &Path, key: &Path, author: &str, ledger: &Path) -> anyhow::Result<()> {
+/// How often `submit` signs again when another writer appended first.
+const SUBMIT_ATTEMPTS: u32 = 5;
+
+fn submit(entry: &Path, key: &Path, author: &str, ledger: &LedgerArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(entry)
         .with_context(|| format!("cannot read {}", entry.display()))?;
     let body: Body = serde_yaml::from_str(&text)
         .with_context(|| format!("{} is not an entry body", entry.display()))?;
     let key = SigningKey::read(key)?;
-    let file = LedgerFile::new(ledger);
-    let entries = file.read()?;
-    let mut replay = ledger::replay(&entries);
-    let signed = ledger::sign_next(&replay.chain, author, body, &key);
-    if let Err(reason) = replay.chain.apply(&signed) {
-        bail!("the ledger would refuse this entry: {reason}");
-    }
-    file.append(&signed)?;
-    println!("appended entry {} ({})", signed.seq, signed.body.kind());
+    let location = ledger.location()?;
+    let signed = block_on(async {
+        let mut source = location.open().await?;
+        for _ in 0..SUBMIT_ATTEMPTS {
+            // Judge the entry against the ledger as it is, then append it right after the
+            // entries read; if someone appended in between, read again and sign again.
+            let entries = source.read_from(0).await?;
+            let mut replay = ledger::replay(&entries);
+            let signed = ledger::sign_next(&replay.chain, author, body.clone(), &key);
+            if let Err(reason) = replay.chain.apply(&signed) {
+                bail!("the ledger would refuse this entry: {reason}");
+            }
+            match source.append(entries.len() as u64, &signed).await {
+                Ok(()) => return Ok(signed),
+                Err(SourceError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!("other writers kept appending first; try again")
+    })?;
+    println!(
+        "appended entry {} ({}) to the ledger ({location})",
+        signed.seq,
+        signed.body.kind()
+    );
     Ok(())
 }

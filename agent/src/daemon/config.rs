@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::dataplane::AttachPreference;
+use crate::{dataplane::AttachPreference, ledger::source::Location};
 
 /// Where the agent's control socket lives unless configured: the only way to talk to the agent.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/gridnet/gridnet.sock";
@@ -20,7 +20,7 @@ pub struct NodeConfigFile {
     pub key_file: PathBuf,
     /// Where the reservations come from: `{file: PATH}` or `{etcd: {endpoints, prefix}}`.
     #[serde(with = "serde_yaml::with::singleton_map")]
-    pub ledger: LedgerSourceConfig,
+    pub ledger: Location,
     /// Underlay interfaces (the XDP guard and WireGuard endpoints use them).
     #[serde(default)]
     pub uplinks: Vec<String>,
@@ -42,19 +42,6 @@ pub struct NodeConfigFile {
     /// The local control socket (`gridnet status` talks to it).
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,
-}
-
-/// One ledger source.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum LedgerSourceConfig {
-    /// A local YAML ledger file, followed as it grows.
-    File(PathBuf),
-    /// An etcd cluster, reached outward.
-    Etcd {
-        endpoints: Vec<String>,
-        prefix: String,
-    },
 }
 
 fn default_pin_root() -> PathBuf {
@@ -116,28 +103,8 @@ impl NodeConfigFile {
                 "no such file: make one with `gridnet node init`",
             );
         }
-        match &self.ledger {
-            LedgerSourceConfig::File(path) if path.as_os_str().is_empty() => {
-                return invalid("ledger.file", "is empty");
-            }
-            LedgerSourceConfig::Etcd { endpoints, prefix } => {
-                if endpoints.is_empty() {
-                    return invalid("ledger.etcd.endpoints", "name at least one etcd endpoint");
-                }
-                if let Some(bad) = endpoints
-                    .iter()
-                    .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
-                {
-                    return Err(ConfigError::Invalid {
-                        field: "ledger.etcd.endpoints",
-                        reason: format!("`{bad}` is not an http(s) URL"),
-                    });
-                }
-                if prefix.is_empty() {
-                    return invalid("ledger.etcd.prefix", "is empty");
-                }
-            }
-            LedgerSourceConfig::File(_) => {}
+        if let Some((field, reason)) = self.ledger.problem() {
+            return Err(ConfigError::Invalid { field, reason });
         }
         if let Some(bad) = self
             .uplinks

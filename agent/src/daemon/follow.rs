@@ -7,10 +7,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{Desired, config::LedgerSourceConfig};
+use super::Desired;
 use crate::{
     daemon::control::Rejected,
-    ledger::{Entry, Replay, etcd::EtcdLedger, file::LedgerFile},
+    ledger::{
+        Entry, Replay,
+        source::{LedgerSource as _, Location},
+    },
     plan::from_ledger::plan_node,
 };
 
@@ -58,84 +61,47 @@ impl Follower {
     }
 }
 
-/// Follows `source` for node `node_id`, sending each new desired state.
-pub async fn follow(source: LedgerSourceConfig, node_id: u32, tx: watch::Sender<Desired>) {
+/// Follows the ledger at `location` for node `node_id`, sending each new desired state.
+///
+/// The first read publishes at once (an empty ledger is a plan too); after that the follower
+/// waits for new entries. When the source fails (an unreadable file, an etcd restart) it keeps
+/// the last good state, opens the source again and reads from the first entry it lacks, so no
+/// entry is lost or applied twice.
+pub async fn follow(location: Location, node_id: u32, tx: watch::Sender<Desired>) {
     let mut follower = Follower {
         node_id,
         replay: Replay::default(),
         known: 0,
         tx,
     };
-    match source {
-        LedgerSourceConfig::File(path) => follow_file(&LedgerFile::new(&path), &mut follower).await,
-        LedgerSourceConfig::Etcd { endpoints, prefix } => {
-            follow_etcd(&endpoints, &prefix, &mut follower).await
-        }
-    }
-}
-
-async fn follow_file(file: &LedgerFile, follower: &mut Follower) {
-    let mut first = true;
-    loop {
-        // Entries of a file are counted by position: a refused entry may carry any seq.
-        let read = if first {
-            file.read()
-        } else {
-            file.follow(follower.known as usize).await
-        };
-        match read {
-            Ok(entries) => {
-                follower.apply(&entries);
-                if !follower.publish() {
-                    return;
-                }
-                first = false;
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot read the ledger; keeping the last good state");
-                tokio::time::sleep(RETRY).await;
-            }
-        }
-    }
-}
-
-async fn follow_etcd(endpoints: &[String], prefix: &str, follower: &mut Follower) {
     let mut published = false;
     loop {
-        let mut ledger = match EtcdLedger::connect(endpoints, prefix).await {
-            Ok(ledger) => ledger,
+        let mut source = match location.open().await {
+            Ok(source) => source,
             Err(e) => {
-                warn!(error = %e, "cannot reach etcd; keeping the last good state");
+                warn!(error = %e, "cannot open the ledger; keeping the last good state");
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
         };
-        // Read from the first entry we lack, then use the watch only as a wake-up: the next
-        // read fetches whatever arrived, so a broken watch can lose nothing.
         loop {
-            let (entries, revision) = match ledger.read_from(follower.known).await {
-                Ok(read) => read,
+            let read = if published {
+                source.wait_from(follower.known).await
+            } else {
+                source.read_from(follower.known).await
+            };
+            match read {
+                Ok(entries) => {
+                    follower.apply(&entries);
+                    if !follower.publish() {
+                        return;
+                    }
+                    published = true;
+                }
                 Err(e) => {
-                    warn!(error = %e, "etcd read failed; reconnecting");
+                    warn!(error = %e, "cannot read the ledger; keeping the last good state");
                     break;
                 }
-            };
-            let contiguous: Vec<Entry> = entries
-                .into_iter()
-                .enumerate()
-                .take_while(|(i, e)| e.seq == follower.known + *i as u64)
-                .map(|(_, e)| e)
-                .collect();
-            if !contiguous.is_empty() || !published {
-                follower.apply(&contiguous);
-                if !follower.publish() {
-                    return;
-                }
-            }
-            published = true;
-            if let Err(e) = ledger.watch_from(follower.known, revision).await {
-                warn!(error = %e, "etcd watch ended; reconnecting");
-                break;
             }
         }
         tokio::time::sleep(RETRY).await;

@@ -40,12 +40,7 @@ pub struct Desired {
 
 /// Runs the agent until SIGINT or SIGTERM: follows the configured ledger and reconciles.
 pub async fn run(config: NodeConfigFile) -> anyhow::Result<()> {
-    let ledger = match &config.ledger {
-        config::LedgerSourceConfig::File(path) => format!("file {}", path.display()),
-        config::LedgerSourceConfig::Etcd { endpoints, prefix } => {
-            format!("etcd {} {prefix}", endpoints.join(","))
-        }
-    };
+    let ledger = config.ledger.to_string();
     let (tx, mut desired) = watch::channel(Desired::default());
     let follower = tokio::spawn(follow::follow(config.ledger.clone(), config.node_id, tx));
     // The first plan comes from the ledger, not from the empty default: wait for it.

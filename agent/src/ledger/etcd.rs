@@ -1,11 +1,13 @@
 //! The etcd source: the ledger of a real grid, in an etcd cluster that nodes reach outward.
 //!
-//! Layout under a prefix `P`: `P/entries/<seq, 20 digits>` holds each entry as JSON (its
-//! canonical bytes), `P/head` the seq of the last one. Appending is one transaction: *if* `head`
-//! is what the writer read, put the entry and the new head; so two writers racing for the same
-//! seq cannot both succeed. Followers read from a seq, then watch the entries prefix from the
-//! revision they read at; after a broken connection (an etcd restart) they read again from the
-//! first seq they lack, so nothing is lost or seen twice.
+//! Layout under a prefix `P`: `P/entries/<position, 20 digits>` holds each entry as JSON (its
+//! canonical bytes), `P/head` the position of the last one. Positions count stored entries, as
+//! a file's documents do; an entry the chain refuses still takes its position, so a bad entry
+//! can never block the appends after it. Appending is one transaction: *if* `head` is what the
+//! writer read, put the entry and the new head; so two writers racing for the same position
+//! cannot both succeed. Followers read from the first position they lack, then watch the
+//! entries prefix from the revision they read at; after a broken connection (an etcd restart)
+//! they read again from there, so nothing is lost or seen twice.
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
 
@@ -20,8 +22,8 @@ pub enum EtcdError {
         #[source]
         source: etcd_client::Error,
     },
-    #[error("another writer appended entry {seq} first; read the head again and retry")]
-    Conflict { seq: u64 },
+    #[error("another writer appended at position {position} first; read again and retry")]
+    Conflict { position: u64 },
     #[error("etcd key {key} does not hold a ledger entry: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("the watch on {prefix} ended")]
@@ -73,26 +75,28 @@ impl EtcdLedger {
         }
     }
 
-    /// Appends `entry` if the ledger's last entry is `entry.seq - 1` (or it is empty for seq 0).
-    pub async fn append(&mut self, entry: &Entry) -> Result<(), EtcdError> {
+    /// Puts `entry` at `position` if the ledger holds exactly `position` entries: the head
+    /// is compared and both keys written in one transaction.
+    pub async fn append(&mut self, position: u64, entry: &Entry) -> Result<(), EtcdError> {
         let head = self.head_key();
-        let guard = match entry.seq {
+        let guard = match position {
             0 => Compare::version(head.clone(), CompareOp::Equal, 0),
-            seq => Compare::value(head.clone(), CompareOp::Equal, (seq - 1).to_string()),
+            n => Compare::value(head.clone(), CompareOp::Equal, (n - 1).to_string()),
         };
         let txn = Txn::new().when([guard]).and_then([
-            TxnOp::put(self.entry_key(entry.seq), entry.canonical_bytes(), None),
-            TxnOp::put(head, entry.seq.to_string(), None),
+            TxnOp::put(self.entry_key(position), entry.canonical_bytes(), None),
+            TxnOp::put(head, position.to_string(), None),
         ]);
         let response = self.client.txn(txn).await.map_err(self.err())?;
         if response.succeeded() {
             Ok(())
         } else {
-            Err(EtcdError::Conflict { seq: entry.seq })
+            Err(EtcdError::Conflict { position })
         }
     }
 
-    /// The entries from `from` on, and the etcd revision they were read at.
+    /// The entries at positions `from..`, and the etcd revision they were read at. A missing
+    /// position ends the read: what follows a gap is not part of the ledger.
     pub async fn read_from(&mut self, from: u64) -> Result<(Vec<Entry>, i64), EtcdError> {
         let end = format!("{}{}", self.entries_prefix().trim_end_matches('/'), '0');
         let response = self
@@ -104,15 +108,17 @@ impl EtcdLedger {
             .await
             .map_err(self.err())?;
         let revision = response.header().map_or(0, |h| h.revision());
-        let entries = response
-            .kvs()
-            .iter()
-            .map(|kv| self.decode(kv.key(), kv.value()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut entries = Vec::new();
+        for (kv, position) in response.kvs().iter().zip(from..) {
+            if kv.key() != self.entry_key(position).as_bytes() {
+                break;
+            }
+            entries.push(self.decode(kv.key(), kv.value())?);
+        }
         Ok((entries, revision))
     }
 
-    /// The last entry's seq, if any.
+    /// The position of the last entry, if any.
     pub async fn head(&mut self) -> Result<Option<u64>, EtcdError> {
         let response = self
             .client
@@ -125,8 +131,8 @@ impl EtcdLedger {
             .and_then(|kv| std::str::from_utf8(kv.value()).ok()?.parse().ok()))
     }
 
-    /// Waits for entries after revision `revision` and returns those from seq `from` on.
-    pub async fn watch_from(&mut self, from: u64, revision: i64) -> Result<Vec<Entry>, EtcdError> {
+    /// Waits until an entry is written after etcd revision `revision`.
+    pub async fn wait_after(&mut self, revision: i64) -> Result<(), EtcdError> {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision + 1);
@@ -141,18 +147,8 @@ impl EtcdLedger {
                     prefix: self.entries_prefix(),
                 });
             };
-            let mut entries = Vec::new();
-            for event in response.events() {
-                if let Some(kv) = event.kv() {
-                    let entry = self.decode(kv.key(), kv.value())?;
-                    if entry.seq >= from {
-                        entries.push(entry);
-                    }
-                }
-            }
-            if !entries.is_empty() {
-                entries.sort_by_key(|e| e.seq);
-                return Ok(entries);
+            if !response.events().is_empty() {
+                return Ok(());
             }
         }
     }

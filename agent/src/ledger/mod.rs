@@ -3,7 +3,8 @@
 //! - [`model`]: entries, bodies, canonical bytes.
 //! - [`keys`]: ed25519 and WireGuard keys, signatures, hashes, key files.
 //! - [`state`]: the grid state and the rules ([`rules`]) every entry must pass.
-//! - [`file`]: the YAML file source, followed as it grows.
+//! - [`source`]: where a ledger lives and the interface of every source: [`file`], the YAML
+//!   file followed as it grows, and [`etcd`], a cluster reached outward.
 //!
 //! [`replay`] turns a list of entries into a state plus the refused entries and why.
 
@@ -12,6 +13,7 @@ pub mod file;
 pub mod keys;
 pub mod model;
 pub mod rules;
+pub mod source;
 pub mod state;
 
 pub use keys::{Hash, PublicKey, SigningKey};
