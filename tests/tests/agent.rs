@@ -119,6 +119,15 @@ fn the_agent_realizes_the_ledger_and_listens_on_no_network_port() -> anyhow::Res
         }
     }
 
+    // With TCX, each container veth's attachment is a pinned link.
+    let tcx_pins = node.pin_root.join("tcx");
+    if agent.status()?["attach_mode"] == "tcx" {
+        ensure!(
+            std::fs::read_dir(&tcx_pins)?.count() == 2,
+            "expected one TCX link pin per container"
+        );
+    }
+
     // Deleting a container removes its namespace, veth and datapath entries.
     ledger.submit(
         "alice",
@@ -151,11 +160,15 @@ fn the_agent_realizes_the_ledger_and_listens_on_no_network_port() -> anyhow::Res
         s["last_seq"] == seq && s["networks"].as_array().is_some_and(Vec::is_empty)
     })?;
     ensure!(status["last_error"].is_null(), "{status}");
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
         gridnet_agent::netlink::Netns::list(&node.prefix)?.is_empty(),
         "container namespaces left"
     );
+    // The per-container attachment pins go with their veths.
+    if tcx_pins.exists() {
+        let left: Vec<_> = std::fs::read_dir(&tcx_pins)?.collect::<Result<_, _>>()?;
+        ensure!(left.is_empty(), "attachment pins left: {left:?}");
+    }
     let links = run_in(node.ns.name(), "ip", &["-o", "link", "show"])?;
     ensure!(
         !String::from_utf8_lossy(&links.stdout).contains(": gn"),
