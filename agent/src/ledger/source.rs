@@ -212,7 +212,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_file_appends_at_its_end_only_and_reads_from_a_position() {
+    async fn a_file_appends_at_its_end_only_and_reads_from_a_position() -> anyhow::Result<()> {
         let path = std::env::temp_dir().join(format!(
             "gridnet-source-{}-{}.yaml",
             std::process::id(),
@@ -220,10 +220,10 @@ mod tests {
         ));
         let _ = std::fs::remove_file(&path);
         let mut file = LedgerFile::new(&path);
-        file.init().unwrap();
-        let key = SigningKey::generate().unwrap();
+        file.init()?;
+        let key = SigningKey::generate()?;
         let first = ledger::sign_next(&Default::default(), "a", twin("a", &key), &key);
-        LedgerSource::append(&mut file, 0, &first).await.unwrap();
+        LedgerSource::append(&mut file, 0, &first).await?;
         let chain = ledger::replay([&first]).chain;
         let second = ledger::sign_next(&chain, "b", twin("b", &key), &key);
         // A writer that read nothing is too late.
@@ -231,24 +231,17 @@ mod tests {
             LedgerSource::append(&mut file, 0, &second).await,
             Err(SourceError::Conflict { position: 0 })
         ));
-        LedgerSource::append(&mut file, 1, &second).await.unwrap();
+        LedgerSource::append(&mut file, 1, &second).await?;
+        assert_eq!(LedgerSource::read_from(&mut file, 0).await?.len(), 2);
         assert_eq!(
-            LedgerSource::read_from(&mut file, 0).await.unwrap().len(),
-            2
-        );
-        assert_eq!(
-            LedgerSource::read_from(&mut file, 1).await.unwrap(),
+            LedgerSource::read_from(&mut file, 1).await?,
             vec![second.clone()]
         );
-        assert!(
-            LedgerSource::read_from(&mut file, 5)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(LedgerSource::read_from(&mut file, 5).await?.is_empty());
         // Waiting returns at once when the entries are there.
-        assert_eq!(file.wait_from(1).await.unwrap(), vec![second]);
-        std::fs::remove_file(&path).unwrap();
+        assert_eq!(file.wait_from(1).await?, vec![second]);
+        std::fs::remove_file(&path)?;
+        Ok(())
     }
 
     #[test]
