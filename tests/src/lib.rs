@@ -427,6 +427,43 @@ impl TestLedger {
     }
 }
 
+/// The `node` entry of node `node_id`, owned by twin `farmer`, reachable at `endpoint`.
+pub fn node_entry(
+    node_id: u32,
+    endpoint: &str,
+    public_ipv4: Option<&str>,
+) -> anyhow::Result<gridnet_agent::ledger::Body> {
+    Ok(gridnet_agent::ledger::Body::Node {
+        node_id,
+        farmer: "farmer".into(),
+        wireguard_public_key: gridnet_agent::plan::WgKey([1; 32]),
+        endpoints: vec![endpoint.parse()?],
+        public_ipv4: public_ipv4.map(str::parse).transpose()?,
+        public_ipv6: None,
+    })
+}
+
+/// A `network` entry in 10.1.0.0/16 and fd00:1::/48 with one member, `node_id`, holding
+/// 10.1.1.0/24 and fd00:1:0:1::/64 and listening on `port`.
+pub fn network_entry(
+    name: &str,
+    node_id: u32,
+    port: u16,
+) -> anyhow::Result<gridnet_agent::ledger::Body> {
+    Ok(gridnet_agent::ledger::Body::Network {
+        name: name.into(),
+        version: 1,
+        ip_range: "10.1.0.0/16".parse()?,
+        ipv6_range: "fd00:1::/48".parse()?,
+        members: vec![gridnet_agent::ledger::model::Member {
+            node_id,
+            subnet: "10.1.1.0/24".parse()?,
+            subnet_v6: "fd00:1:0:1::/64".parse()?,
+            wireguard_listen_port: port,
+        }],
+    })
+}
+
 /// A running `gridnet run` in a node, stopped (SIGKILL) on drop.
 pub struct Agent {
     child: std::process::Child,

@@ -7,11 +7,8 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use gridnet_agent::ledger::{
-    Body,
-    model::{Member, ObjectKind},
-};
-use gridnet_tests::{Agent, Node, TestLedger, ping, run_in, within};
+use gridnet_agent::ledger::{Body, model::ObjectKind};
+use gridnet_tests::{Agent, Node, TestLedger, network_entry, node_entry, ping, run_in, within};
 
 const NODE: u32 = 1;
 
@@ -33,32 +30,8 @@ fn grid() -> anyhow::Result<(Node, TestLedger, Agent)> {
     for twin in ["farmer", "alice", "bob"] {
         ledger.twin(twin)?;
     }
-    ledger.submit(
-        "farmer",
-        Body::Node {
-            node_id: NODE,
-            farmer: "farmer".into(),
-            wireguard_public_key: gridnet_agent::plan::WgKey([1; 32]),
-            endpoints: vec!["192.0.2.1".parse()?],
-            public_ipv4: None,
-            public_ipv6: None,
-        },
-    )?;
-    ledger.submit(
-        "alice",
-        Body::Network {
-            name: "web".into(),
-            version: 1,
-            ip_range: "10.1.0.0/16".parse()?,
-            ipv6_range: "fd00:1::/48".parse()?,
-            members: vec![Member {
-                node_id: NODE,
-                subnet: "10.1.1.0/24".parse()?,
-                subnet_v6: "fd00:1:0:1::/64".parse()?,
-                wireguard_listen_port: 51820,
-            }],
-        },
-    )?;
+    ledger.submit("farmer", node_entry(NODE, "192.0.2.1", None)?)?;
+    ledger.submit("alice", network_entry("web", NODE, 51820)?)?;
     ledger.submit("alice", container("a1", 2))?;
     let seq = ledger.submit("alice", container("a2", 3))?;
     let agent = node.run_agent(NODE, ledger.file.path(), "")?;
@@ -275,32 +248,9 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
     for twin in ["farmer", "alice"] {
         ledger.twin(twin)?;
     }
-    ledger.submit(
-        "farmer",
-        Body::Node {
-            node_id: NODE,
-            farmer: "farmer".into(),
-            wireguard_public_key: gridnet_agent::plan::WgKey([1; 32]),
-            endpoints: vec![gridnet_tests::NODE_IP.parse()?],
-            public_ipv4: Some(gridnet_tests::NODE_IP.parse()?),
-            public_ipv6: None,
-        },
-    )?;
-    ledger.submit(
-        "alice",
-        Body::Network {
-            name: "web".into(),
-            version: 1,
-            ip_range: "10.1.0.0/16".parse()?,
-            ipv6_range: "fd00:1::/48".parse()?,
-            members: vec![Member {
-                node_id: NODE,
-                subnet: "10.1.1.0/24".parse()?,
-                subnet_v6: "fd00:1:0:1::/64".parse()?,
-                wireguard_listen_port: 51820,
-            }],
-        },
-    )?;
+    let public = gridnet_tests::NODE_IP;
+    ledger.submit("farmer", node_entry(NODE, public, Some(public))?)?;
+    ledger.submit("alice", network_entry("web", NODE, 51820)?)?;
     let seq = ledger.submit("alice", container("a1", 2))?;
     let agent = node.run_agent(NODE, ledger.file.path(), "uplinks: [up0]\n")?;
     let status = agent.wait_for(30, |s| {

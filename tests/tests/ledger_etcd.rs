@@ -7,7 +7,6 @@ use anyhow::ensure;
 use gridnet_agent::ledger::{
     self, Body, Chain, Entry,
     etcd::{EtcdError, EtcdLedger},
-    model::Member,
     source::{LedgerSource, SourceError},
 };
 use gridnet_tests::{Etcd, Node, TestLedger, ping};
@@ -292,31 +291,13 @@ fn an_agent_follows_etcd_through_an_etcd_restart() -> anyhow::Result<()> {
         &etcd_ns,
         &endpoints,
         "farmer",
-        Body::Node {
-            node_id: 1,
-            farmer: "farmer".into(),
-            wireguard_public_key: gridnet_agent::plan::WgKey([1; 32]),
-            endpoints: vec!["192.0.2.1".parse()?],
-            public_ipv4: None,
-            public_ipv6: None,
-        },
+        gridnet_tests::node_entry(1, "192.0.2.1", None)?,
     )?;
     append_in(
         &etcd_ns,
         &endpoints,
         "alice",
-        Body::Network {
-            name: "web".into(),
-            version: 1,
-            ip_range: "10.1.0.0/16".parse()?,
-            ipv6_range: "fd00:1::/48".parse()?,
-            members: vec![Member {
-                node_id: 1,
-                subnet: "10.1.1.0/24".parse()?,
-                subnet_v6: "fd00:1:0:1::/64".parse()?,
-                wireguard_listen_port: 51820,
-            }],
-        },
+        gridnet_tests::network_entry("web", 1, 51820)?,
     )?;
     let container = |name: &str, host: u8| Body::Container {
         name: name.into(),

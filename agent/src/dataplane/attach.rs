@@ -114,12 +114,7 @@ pub fn ensure_tcx(
         }
         // A link of an interface that no longer exists (the veth was recreated): attach anew.
     }
-    std::fs::create_dir_all(pin.parent().unwrap_or(pin_root)).map_err(|e| {
-        DataplaneError::PinRoot {
-            path: pin.clone(),
-            reason: e.to_string(),
-        }
-    })?;
+    super::link_pin_dir(&pin, pin_root)?;
     let id = program
         .attach_with_options(
             interface,

@@ -393,6 +393,14 @@ macro_rules! adopt_or_pin {
 }
 use adopt_or_pin;
 
+/// Creates the directory a link pin goes into (`tcx/`, `xdp/` under the pin root).
+fn link_pin_dir(pin: &Path, pin_root: &Path) -> Result<(), DataplaneError> {
+    std::fs::create_dir_all(pin.parent().unwrap_or(pin_root)).map_err(|e| DataplaneError::PinRoot {
+        path: pin.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
 fn take_map<K: aya::Pod, V: aya::Pod>(
     ebpf: &mut Ebpf,
     name: &'static str,

@@ -67,12 +67,7 @@ pub fn ensure_xdp(
             return Ok(Some(format!("replace the XDP guard on {interface}")));
         }
     }
-    std::fs::create_dir_all(pin.parent().unwrap_or(pin_root)).map_err(|e| {
-        DataplaneError::PinRoot {
-            path: pin.clone(),
-            reason: e.to_string(),
-        }
-    })?;
+    super::link_pin_dir(&pin, pin_root)?;
     // Native first; a driver without XDP support refuses it, and generic XDP always works.
     let (id, mode) = match program.attach(interface, XdpMode::Driver) {
         Ok(id) => (id, XdpAttachMode::Native),

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use gridnet_agent::ledger::{Body, model::Member};
-use gridnet_tests::{Node, TestLedger, run_in};
+use gridnet_agent::ledger::Body;
+use gridnet_tests::{Node, TestLedger, network_entry, node_entry, run_in};
 
 use super::Section;
 
@@ -16,32 +16,11 @@ fn setup(ledger: &mut TestLedger, networks: u32) -> anyhow::Result<()> {
     for twin in ["farmer", "alice"] {
         ledger.twin(twin)?;
     }
-    ledger.submit(
-        "farmer",
-        Body::Node {
-            node_id: 1,
-            farmer: "farmer".into(),
-            wireguard_public_key: gridnet_agent::plan::WgKey([1; 32]),
-            endpoints: vec!["192.0.2.1".parse()?],
-            public_ipv4: None,
-            public_ipv6: None,
-        },
-    )?;
+    ledger.submit("farmer", node_entry(1, "192.0.2.1", None)?)?;
     for n in 0..networks {
         ledger.submit(
             "alice",
-            Body::Network {
-                name: format!("n{n}"),
-                version: 1,
-                ip_range: "10.1.0.0/16".parse()?,
-                ipv6_range: "fd00:1::/48".parse()?,
-                members: vec![Member {
-                    node_id: 1,
-                    subnet: "10.1.1.0/24".parse()?,
-                    subnet_v6: "fd00:1:0:1::/64".parse()?,
-                    wireguard_listen_port: 51820 + n as u16,
-                }],
-            },
+            network_entry(&format!("n{n}"), 1, 51820 + n as u16)?,
         )?;
     }
     Ok(())
