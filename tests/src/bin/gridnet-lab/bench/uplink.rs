@@ -93,7 +93,7 @@ pub fn run(seconds: u64) -> anyhow::Result<Section> {
          The program time is the kernel's own accounting (`BPF_ENABLE_STATS`, on only during the \
          guard's runs; it includes the cost of the timing itself). On a veth the sender's CPU also \
          runs the receive path, so every per-packet cost lowers the generator's rate. Generic XDP, \
-         which runs on the skb where nftables' hook does, drops at the same rate as native XDP: on \
+         which runs on the skb where nftables' hook does, drops at about the rate native XDP does: on \
          a veth the attach mode is not what costs. What does is the guard's own work (three bounded \
          header reads through `bpf_xdp_load_bytes`, a port lookup, a per-CPU counter in a hash map) \
          and, per the kernel source, handing the program a buffer with XDP's 256 bytes of headroom, \
