@@ -5,7 +5,7 @@
 //! filesystem, and [`POLL_INTERVAL`] bounds the delay.
 
 use std::{
-    io::Write as _,
+    io::{Read as _, Write as _},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -101,6 +101,41 @@ impl LedgerFile {
                 path: self.shown(),
                 source,
             })
+    }
+
+    /// Appends `entry` if the file holds exactly `position` entries; `false` when it holds
+    /// another number (a writer appended in between). An exclusive lock on the file makes
+    /// writers on one machine take turns between the count and the write.
+    pub fn append_at(&self, position: u64, entry: &Entry) -> Result<bool, FileError> {
+        let write_err = |source| FileError::Write {
+            path: self.shown(),
+            source,
+        };
+        let yaml = serde_yaml::to_string(entry).map_err(|e| write_err(std::io::Error::other(e)))?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(write_err)?;
+        // Released when `file` closes.
+        file.lock().map_err(write_err)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|source| FileError::Read {
+                path: self.shown(),
+                source,
+            })?;
+        let held = parse(&text).map_err(|(index, reason)| FileError::Parse {
+            path: self.shown(),
+            index,
+            reason,
+        })?;
+        if held.len() as u64 != position {
+            return Ok(false);
+        }
+        file.write_all(format!("---\n{yaml}").as_bytes())
+            .map_err(write_err)?;
+        Ok(true)
     }
 
     /// Waits until the file holds more than `known` entries, then returns the new ones.

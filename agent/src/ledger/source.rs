@@ -165,12 +165,11 @@ impl LedgerSource for LedgerFile {
     }
 
     async fn append(&mut self, position: u64, entry: &Entry) -> Result<(), SourceError> {
-        // A file has one writer at a time: the position is checked, not guarded against a race
-        // (a grid with many writers uses etcd).
-        if self.read()?.len() as u64 != position {
-            return Err(SourceError::Conflict { position });
+        if self.append_at(position, entry)? {
+            Ok(())
+        } else {
+            Err(SourceError::Conflict { position })
         }
-        Ok(LedgerFile::append(self, entry)?)
     }
 }
 
@@ -241,6 +240,56 @@ mod tests {
         // Waiting returns at once when the entries are there.
         assert_eq!(file.wait_from(1).await?, vec![second]);
         std::fs::remove_file(&path)?;
+        Ok(())
+    }
+
+    #[test]
+    fn writers_of_one_file_take_turns() -> anyhow::Result<()> {
+        let path = std::env::temp_dir().join(format!(
+            "gridnet-source-{}-{}.yaml",
+            std::process::id(),
+            line!()
+        ));
+        let _ = std::fs::remove_file(&path);
+        LedgerFile::new(&path).init()?;
+        let writers: Vec<_> = (0..3)
+            .map(|w| {
+                let file = LedgerFile::new(&path);
+                std::thread::spawn(move || -> anyhow::Result<u32> {
+                    let key = SigningKey::generate()?;
+                    let mut lost = 0;
+                    for i in 0..8 {
+                        let name = format!("w{w}-{i}");
+                        loop {
+                            let entries = file.read()?;
+                            let chain = ledger::replay(&entries).chain;
+                            let entry = ledger::sign_next(&chain, &name, twin(&name, &key), &key);
+                            if file.append_at(entries.len() as u64, &entry)? {
+                                break;
+                            }
+                            lost += 1;
+                        }
+                    }
+                    Ok(lost)
+                })
+            })
+            .collect();
+        let mut lost = 0;
+        for writer in writers {
+            lost += writer
+                .join()
+                .map_err(|_| anyhow::anyhow!("writer panicked"))??;
+        }
+        let entries = LedgerFile::new(&path).read()?;
+        std::fs::remove_file(&path)?;
+        assert_eq!(entries.len(), 24);
+        let replay = ledger::replay(&entries);
+        assert!(
+            replay.refused.is_empty(),
+            "{lost} lost races, refused: {:?}",
+            replay.refused
+        );
+        assert_eq!(replay.chain.state().twins.len(), 24);
         Ok(())
     }
 
