@@ -67,75 +67,77 @@ impl LedgerFile {
             .and_then(|mut f| {
                 f.write_all(b"# gridnet ledger: one signed entry per YAML document\n")
             })
-            .map_err(|source| FileError::Write {
-                path: self.shown(),
-                source,
-            })
+            .map_err(|e| self.write_error(e))
     }
 
     /// Every entry in the file. A document that is not an entry stops the read with its index:
     /// the ledger is append-only, so what follows a damaged document cannot be trusted.
     pub fn read(&self) -> Result<Vec<Entry>, FileError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|source| FileError::Read {
-            path: self.shown(),
-            source,
-        })?;
-        parse(&text).map_err(|(index, reason)| FileError::Parse {
-            path: self.shown(),
-            index,
-            reason,
-        })
+        let text = std::fs::read_to_string(&self.path).map_err(|e| self.read_error(e))?;
+        self.parse(&text)
     }
 
     /// Appends one entry.
     pub fn append(&self, entry: &Entry) -> Result<(), FileError> {
-        let yaml = serde_yaml::to_string(entry).map_err(|e| FileError::Write {
-            path: self.shown(),
-            source: std::io::Error::other(e),
-        })?;
+        let document = self.document(entry)?;
         std::fs::OpenOptions::new()
             .append(true)
             .open(&self.path)
-            .and_then(|mut f| f.write_all(format!("---\n{yaml}").as_bytes()))
-            .map_err(|source| FileError::Write {
-                path: self.shown(),
-                source,
-            })
+            .and_then(|mut f| f.write_all(document.as_bytes()))
+            .map_err(|e| self.write_error(e))
     }
 
     /// Appends `entry` if the file holds exactly `position` entries; `false` when it holds
     /// another number (a writer appended in between). An exclusive lock on the file makes
     /// writers on one machine take turns between the count and the write.
     pub fn append_at(&self, position: u64, entry: &Entry) -> Result<bool, FileError> {
-        let write_err = |source| FileError::Write {
-            path: self.shown(),
-            source,
-        };
-        let yaml = serde_yaml::to_string(entry).map_err(|e| write_err(std::io::Error::other(e)))?;
+        let document = self.document(entry)?;
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
             .open(&self.path)
-            .map_err(write_err)?;
+            .map_err(|e| self.write_error(e))?;
         // Released when `file` closes.
-        file.lock().map_err(write_err)?;
+        file.lock().map_err(|e| self.write_error(e))?;
         let mut text = String::new();
         file.read_to_string(&mut text)
-            .map_err(|source| FileError::Read {
-                path: self.shown(),
-                source,
-            })?;
-        let held = parse(&text).map_err(|(index, reason)| FileError::Parse {
+            .map_err(|e| self.read_error(e))?;
+        if self.parse(&text)?.len() as u64 != position {
+            return Ok(false);
+        }
+        file.write_all(document.as_bytes())
+            .map_err(|e| self.write_error(e))?;
+        Ok(true)
+    }
+
+    /// The entries of the file's text.
+    fn parse(&self, text: &str) -> Result<Vec<Entry>, FileError> {
+        parse(text).map_err(|(index, reason)| FileError::Parse {
             path: self.shown(),
             index,
             reason,
-        })?;
-        if held.len() as u64 != position {
-            return Ok(false);
+        })
+    }
+
+    /// `entry` as the YAML document appended for it.
+    fn document(&self, entry: &Entry) -> Result<String, FileError> {
+        let yaml =
+            serde_yaml::to_string(entry).map_err(|e| self.write_error(std::io::Error::other(e)))?;
+        Ok(format!("---\n{yaml}"))
+    }
+
+    fn read_error(&self, source: std::io::Error) -> FileError {
+        FileError::Read {
+            path: self.shown(),
+            source,
         }
-        file.write_all(format!("---\n{yaml}").as_bytes())
-            .map_err(write_err)?;
-        Ok(true)
+    }
+
+    fn write_error(&self, source: std::io::Error) -> FileError {
+        FileError::Write {
+            path: self.shown(),
+            source,
+        }
     }
 
     /// Waits until the file holds more than `known` entries, then returns the new ones.
