@@ -17,21 +17,19 @@ pub enum Job {
 }
 
 pub fn run(job: Job, args: &[String]) -> anyhow::Result<()> {
-    let wants_help = args.iter().any(|a| a == "--help" || a == "-h");
-    if !wants_help {
+    let (name, profile_args, profile): (&str, &[&str], &str) = match job {
+        // The benchmarks measure the agent as an operator would run it: optimised.
+        Job::Bench => ("bench", &["--release"], "release"),
+        Job::Demo => ("demo", &[], "debug"),
+    };
+    // `--help` only asks gridnet-lab for its options: nothing to install or build.
+    if !args.iter().any(|a| a == "--help" || a == "-h") {
         setup::run()?;
         if !setup::is_root() {
             bail!(
                 "this creates namespaces and loads eBPF: run it as root (`sudo -E cargo xtask ...`)"
             );
         }
-    }
-    let (name, profile_args, profile): (&str, &[&str], &str) = match job {
-        // The benchmarks measure the agent as an operator would run it: optimised.
-        Job::Bench => ("bench", &["--release"], "release"),
-        Job::Demo => ("demo", &[], "debug"),
-    };
-    if !wants_help {
         println!("{name}: building the agent and its eBPF programs");
         setup::run_cmd(
             Command::new("cargo")

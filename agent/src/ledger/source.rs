@@ -53,8 +53,8 @@ pub enum SourceError {
 }
 
 /// Where a ledger lives: in the node configuration `{file: PATH}` or
-/// `{etcd: {endpoints, prefix}}`; on the command line `--ledger PATH` or
-/// `--etcd URL[,URL] --prefix PREFIX`.
+/// `{etcd: {endpoints, prefix}}`; on the command line `--ledger PATH` or `--etcd URL[,URL]`
+/// (prefix from `GRIDNET_ETCD_PREFIX`).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Location {

@@ -6,7 +6,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, ensure};
@@ -173,13 +173,11 @@ fn blast(up: &Uplinked, duration: Duration) -> anyhow::Result<u64> {
     let stop = Arc::new(AtomicBool::new(false));
     let (sent2, stop2) = (sent.clone(), stop.clone());
     let sender = within(&up.inet, move || raw_sender(frame, sent2, stop2))?;
-    let start = Instant::now();
     std::thread::sleep(duration);
     stop.store(true, Ordering::Relaxed);
     sender
         .join()
         .map_err(|_| anyhow::anyhow!("sender panicked"))??;
-    let _ = start;
     Ok(sent.load(Ordering::Relaxed))
 }
 
