@@ -21,12 +21,14 @@ struct Cli {
 enum Command {
     /// Benchmarks, as ratios against baselines in the same run; writes docs/benchmarks.md.
     /// Arguments go to `gridnet-lab bench` (`cargo xtask bench --help` lists them).
+    #[command(disable_help_flag = true)]
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// The main job: a three-node grid following one ledger, shown working.
     /// Arguments go to `gridnet-lab demo` (`cargo xtask demo --help` lists them).
+    #[command(disable_help_flag = true)]
     Demo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
