@@ -226,6 +226,73 @@ pub fn within<T: Send + 'static>(
         .map_err(Into::into)
 }
 
+/// Packets `xdp_uplink` dropped, for one reason or (`None`) all, in a `bpf-stats --json`.
+pub fn xdp_drops(stats: &serde_json::Value, reason: Option<&str>) -> u64 {
+    stats["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["program"] == "xdp_uplink"
+                && c["verdict"] == "drop"
+                && reason.is_none_or(|r| c["reason"] == r)
+        })
+        .filter_map(|c| c["packets"].as_u64())
+        .sum()
+}
+
+/// An AF_PACKET socket that sends whole Ethernet frames out of one interface, closed on drop.
+/// Open it inside the namespace that holds the interface; it may then send from any thread.
+pub struct RawSender {
+    fd: std::os::fd::OwnedFd,
+    addr: libc::sockaddr_ll,
+}
+
+impl RawSender {
+    pub fn open(interface: &std::ffi::CStr) -> anyhow::Result<Self> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: plain socket calls with checked results; the descriptor is owned from here.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        ensure!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a NUL-terminated name; `if_nametoindex` only reads it.
+        let ifindex = unsafe { libc::if_nametoindex(interface.as_ptr()) };
+        ensure!(ifindex != 0, "no interface {interface:?} here");
+        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        Ok(Self { fd, addr })
+    }
+
+    /// Sends one frame (its own Ethernet header included).
+    pub fn send(&self, frame: &[u8]) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: the buffer and the address struct are valid for the lengths given.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const self.addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if sent < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
 /// The counter `packets` for a program, network, verdict and reason in a `bpf-stats --json`.
 pub fn counter(
     stats: &serde_json::Value,

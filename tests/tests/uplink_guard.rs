@@ -83,13 +83,10 @@ fn connect_from_inet(up: &Uplinked, port: u16) -> anyhow::Result<bool> {
 }
 
 fn xdp_drops(up: &Uplinked, reason: &str) -> anyhow::Result<u64> {
-    let stats = up.node.bpf_stats()?;
-    let counters = stats["counters"].as_array().cloned().unwrap_or_default();
-    Ok(counters
-        .iter()
-        .filter(|c| c["program"] == "xdp_uplink" && c["verdict"] == "drop" && c["reason"] == reason)
-        .map(|c| c["packets"].as_u64().unwrap_or(0))
-        .sum())
+    Ok(gridnet_tests::xdp_drops(
+        &up.node.bpf_stats()?,
+        Some(reason),
+    ))
 }
 
 #[test]
@@ -288,32 +285,9 @@ fn wireguard_still_handshakes_through_the_guard() -> anyhow::Result<()> {
 /// Sends raw Ethernet frames out of `inet0`.
 fn send_raw(up: &Uplinked, frames: Vec<Vec<u8>>) -> anyhow::Result<()> {
     within(&up.inet, move || -> anyhow::Result<()> {
-        // SAFETY: plain socket calls with checked results and correctly sized address structs.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            ensure!(
-                fd >= 0,
-                "AF_PACKET socket: {}",
-                std::io::Error::last_os_error()
-            );
-            let ifindex = libc::if_nametoindex(c"inet0".as_ptr());
-            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_ifindex = ifindex as i32;
-            addr.sll_halen = 6;
-            addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-            for frame in &frames {
-                let sent = libc::sendto(
-                    fd,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&raw const addr).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                ensure!(sent >= 0, "sendto: {}", std::io::Error::last_os_error());
-            }
-            libc::close(fd);
+        let sender = gridnet_tests::RawSender::open(c"inet0")?;
+        for frame in &frames {
+            sender.send(frame).context("sendto")?;
         }
         Ok(())
     })?

@@ -4,14 +4,14 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use anyhow::{Context as _, ensure};
 use gridnet_agent::plan::NodePlan;
-use gridnet_tests::{INET_IP, NODE_IP, Uplinked, run_in, uplinked, within};
+use gridnet_tests::{INET_IP, NODE_IP, RawSender, Uplinked, run_in, uplinked, within};
 
 use super::Section;
 
@@ -154,13 +154,7 @@ fn guard(duration: Duration, generic: bool) -> anyhow::Result<(u64, u64, f64)> {
         .context("xdp_uplink is not pinned")?;
     let runs = program["run_count"].as_u64().unwrap_or(0);
     let ns_per_run = program["run_time_ns"].as_u64().unwrap_or(0) as f64 / runs.max(1) as f64;
-    let dropped: u64 = stats["counters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["program"] == "xdp_uplink" && c["verdict"] == "drop")
-        .filter_map(|c| c["packets"].as_u64())
-        .sum();
+    let dropped = gridnet_tests::xdp_drops(&stats, None);
     Ok((sent, dropped, ns_per_run))
 }
 
@@ -169,61 +163,26 @@ fn blast(up: &Uplinked, duration: Duration) -> anyhow::Result<u64> {
     let node_mac = mac_of(up.node.ns.name(), "up0")?;
     let inet_mac = mac_of(&up.inet, "inet0")?;
     let frame = udp_frame(inet_mac, node_mac)?;
-    let sent = Arc::new(AtomicU64::new(0));
+    // The socket is opened inside the internet namespace; the loop runs on a thread of its own.
+    let sender = within(&up.inet, || RawSender::open(c"inet0"))??;
     let stop = Arc::new(AtomicBool::new(false));
-    let (sent2, stop2) = (sent.clone(), stop.clone());
-    let sender = within(&up.inet, move || raw_sender(frame, sent2, stop2))?;
-    std::thread::sleep(duration);
-    stop.store(true, Ordering::Relaxed);
-    sender
-        .join()
-        .map_err(|_| anyhow::anyhow!("sender panicked"))??;
-    Ok(sent.load(Ordering::Relaxed))
-}
-
-fn raw_sender(
-    frame: Vec<u8>,
-    sent: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<anyhow::Result<()>> {
-    // The socket is created here, inside the namespace; the loop runs on a thread of its own.
-    // SAFETY: plain socket calls with checked results and correctly sized address structs.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    let ifindex = unsafe { libc::if_nametoindex(c"inet0".as_ptr()) };
-    std::thread::spawn(move || {
-        ensure!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: as above.
-        unsafe {
-            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_ifindex = ifindex as i32;
-            addr.sll_halen = 6;
-            addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                for _ in 0..1024 {
-                    let rc = libc::sendto(
-                        fd,
-                        frame.as_ptr().cast(),
-                        frame.len(),
-                        0,
-                        (&raw const addr).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                    );
-                    if rc > 0 {
-                        n += 1;
-                    }
+    let stopped = stop.clone();
+    let sending = std::thread::spawn(move || {
+        let mut sent = 0u64;
+        while !stopped.load(Ordering::Relaxed) {
+            for _ in 0..1024 {
+                if sender.send(&frame).is_ok() {
+                    sent += 1;
                 }
             }
-            libc::close(fd);
-            sent.store(n, Ordering::Relaxed);
         }
-        Ok(())
-    })
+        sent
+    });
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    sending
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender panicked"))
 }
 
 fn mac_of(ns: &str, dev: &str) -> anyhow::Result<[u8; 6]> {
