@@ -4,7 +4,10 @@
 
 mod netns;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use futures::TryStreamExt as _;
 use ipnet::IpNet;
@@ -13,7 +16,7 @@ use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressFlags},
         link::{
-            InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage, LinkXdp,
+            InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp,
             XdpAttached,
         },
         route::{RouteAttribute, RouteMessage},
@@ -21,7 +24,7 @@ use rtnetlink::{
     },
 };
 
-pub use netns::{NETNS_DIR, Netns, NetnsError};
+pub use netns::{NETNS_DIR, NamespaceState, Netns, NetnsError};
 
 /// Errors of netlink operations, naming the object concerned.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,8 @@ pub struct Link {
     pub up: bool,
     /// How an XDP program runs on it, if one does: `native`, `generic`, `offload`.
     pub xdp: Option<&'static str>,
+    /// Whether it is one end of a veth pair.
+    pub veth: bool,
 }
 
 /// A BPF tc filter found on an interface.
@@ -68,10 +73,20 @@ pub struct Netlink {
     handle: Handle,
 }
 
+/// How many netlink sockets this process has opened, for `gridnet status`: a pass over an
+/// unchanged plan must open none.
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many netlink sockets this process has opened so far.
+pub fn connections_opened() -> u64 {
+    CONNECTIONS.load(Ordering::Relaxed)
+}
+
 impl Netlink {
     /// A connection in the calling thread's namespace. Needs a tokio runtime.
     pub fn connect() -> Result<Self, NetlinkError> {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Connect)?;
+        CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(connection);
         Ok(Self { handle })
     }
@@ -207,6 +222,35 @@ impl Netlink {
             .map_err(|source| request("add address", &net.to_string(), source))
     }
 
+    /// Removes address `net` from link `index`; an address that is not there is fine.
+    pub async fn delete_address(&self, index: u32, net: IpNet) -> Result<(), NetlinkError> {
+        let messages: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| request("list addresses of", &index.to_string(), source))?;
+        for message in messages {
+            let matches = message.header.prefix_len == net.prefix_len()
+                && message
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, AddressAttribute::Address(addr) if *addr == net.addr()));
+            if matches {
+                self.handle
+                    .address()
+                    .del(message)
+                    .execute()
+                    .await
+                    .map_err(|source| request("delete address", &net.to_string(), source))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The gateways of the default routes in the main table.
     pub async fn default_gateways(&self) -> Result<Vec<IpAddr>, NetlinkError> {
         let mut gateways = Vec::new();
@@ -244,8 +288,9 @@ impl Netlink {
         Ok(gateways)
     }
 
-    /// Adds a default route through `gateway` on link `index`.
-    pub async fn add_default_route(&self, index: u32, gateway: IpAddr) -> Result<(), NetlinkError> {
+    /// Makes the default route of `gateway`'s family go through `gateway` on link `index`,
+    /// replacing one that goes elsewhere.
+    pub async fn set_default_route(&self, index: u32, gateway: IpAddr) -> Result<(), NetlinkError> {
         let message = match gateway {
             IpAddr::V4(gw) => RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gw)
@@ -259,9 +304,10 @@ impl Netlink {
         self.handle
             .route()
             .add(message)
+            .replace()
             .execute()
             .await
-            .map_err(|source| request("add default route via", &gateway.to_string(), source))
+            .map_err(|source| request("set the default route via", &gateway.to_string(), source))
     }
 
     /// The BPF filters on the ingress hook of link `index`.
@@ -317,11 +363,17 @@ fn link_of(message: &LinkMessage) -> Link {
         mac: None,
         up: message.header.flags.contains(LinkFlags::Up),
         xdp: None,
+        veth: false,
     };
     for attribute in &message.attributes {
         match attribute {
             LinkAttribute::IfName(name) => link.name.clone_from(name),
             LinkAttribute::Address(mac) => link.mac = mac.as_slice().try_into().ok(),
+            LinkAttribute::LinkInfo(infos) => {
+                link.veth = infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth)));
+            }
             LinkAttribute::Xdp(xdp) => {
                 for attribute in xdp {
                     if let LinkXdp::Attached(mode) = attribute {

@@ -30,6 +30,16 @@ pub enum NetnsError {
     },
 }
 
+/// What is at a namespace's mount point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamespaceState {
+    /// A namespace is mounted there.
+    Mounted,
+    /// The mount point exists but holds no namespace: what a crash between creating the file and
+    /// mounting the namespace on it leaves. Such a name is repaired by creating it again.
+    Empty,
+}
+
 /// An open handle on a network namespace.
 #[derive(Debug)]
 pub struct Netns {
@@ -114,6 +124,36 @@ impl Netns {
             name: name.to_owned(),
             source,
         })
+    }
+
+    /// What is at the mount point of each namespace whose name starts with `prefix`. Opens
+    /// nothing: the filesystem type of each path tells.
+    pub fn states(prefix: &str) -> io::Result<Vec<(String, NamespaceState)>> {
+        let mut states = Vec::new();
+        for name in Self::list(prefix)? {
+            let path = Path::new(NETNS_DIR).join(&name);
+            let mounted = nix::sys::statfs::statfs(&path)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC);
+            let state = if mounted {
+                NamespaceState::Mounted
+            } else {
+                NamespaceState::Empty
+            };
+            states.push((name, state));
+        }
+        Ok(states)
+    }
+
+    /// Replaces an empty mount point (see [`NamespaceState::Empty`]) by a new namespace.
+    pub fn repair(name: &str) -> Result<Self, NetnsError> {
+        let path = path_of(name)?;
+        let _ = umount2(&path, MntFlags::MNT_DETACH);
+        std::fs::remove_file(&path).map_err(|source| NetnsError::Io {
+            action: "remove the empty mount point of",
+            name: name.to_owned(),
+            source,
+        })?;
+        Self::create(name)
     }
 
     /// The names of the existing namespaces that start with `prefix`.
