@@ -1,18 +1,24 @@
-//! How `tc_from_container` is attached: TCX links where the kernel has them (6.6+), netlink
-//! cls_bpf filters otherwise. The choice is probed, not assumed from a version number.
+//! Attaching TC programs: TCX links where the kernel has them (6.6+), netlink cls_bpf filters
+//! otherwise. The choice is probed, not assumed from a version number. One mechanism serves
+//! every TC program of the datapath.
 //!
 //! Both survive the agent: cls_bpf filters live on the interface; TCX links are pinned under
-//! `<pin root>/tcx/<interface>`.
-
-use std::path::{Path, PathBuf};
+//! `<pin root>/links/<program>/<interface>`.
 
 use aya::programs::{
     LinkOrder, SchedClassifier, TcAttachType,
     links::{FdLink, PinnedLink},
-    tc::{SchedClassifierLink, TcAttachOptions},
+    tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle},
 };
+use gridnet_common::verdict::Program;
 
-use super::{DataplaneError, TC_FROM_CONTAINER};
+use super::{DataplaneError, pins, program::Loaded};
+use crate::netlink::Netlink;
+
+/// Priority of gridnet's filter on an interface: first, before anything an operator adds.
+pub const FILTER_PRIORITY: u16 = 1;
+/// Handle of gridnet's filter at [`FILTER_PRIORITY`].
+pub const FILTER_HANDLE: u32 = 1;
 
 /// The attach style in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -75,70 +81,121 @@ impl AttachMode {
     }
 }
 
-/// The pin of the TCX link on `interface`.
-pub fn link_pin(pin_root: &Path, interface: &str) -> PathBuf {
-    pin_root.join("tcx").join(interface)
+/// What runs on an interface's ingress, as far as one of gridnet's programs is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// The agent's current program, attached the way this node attaches.
+    Current,
+    /// An attachment of ours with other instructions (an earlier release), or a TCX link
+    /// without its pin: it is replaced in place.
+    Outdated,
+    /// Nothing of ours.
+    Missing,
 }
 
-/// Makes sure `program` (with instruction tag `tag`) is the gridnet TCX program on the ingress
-/// of `interface`. Returns a description of the change, if one was made.
-pub fn ensure_tcx(
-    program: &mut SchedClassifier,
-    tag: [u8; 8],
-    pin_root: &Path,
+/// Finds how `program` is attached to the ingress of `interface` (index `ifindex`).
+pub async fn observe(
+    mode: AttachMode,
+    netlink: &Netlink,
+    pin_root: &std::path::Path,
+    loaded: &Loaded<SchedClassifier>,
+    program: Program,
     interface: &str,
-) -> Result<Option<String>, DataplaneError> {
-    let err = |action| {
-        move |source| DataplaneError::Program {
-            action,
-            program: TC_FROM_CONTAINER,
-            source,
+    ifindex: u32,
+) -> Result<Attachment, DataplaneError> {
+    match mode {
+        AttachMode::Tcx => {
+            let (_, attached) = SchedClassifier::query_tcx(interface, TcAttachType::Ingress)
+                .map_err(|source| DataplaneError::Program {
+                    action: "query the TCX programs of",
+                    program,
+                    source,
+                })?;
+            let current = attached.iter().any(|p| p.tag().to_be_bytes() == loaded.tag);
+            let pinned = pins::link_pin(pin_root, program, interface).exists();
+            Ok(match (current, pinned) {
+                (true, true) => Attachment::Current,
+                (_, true) | (true, false) => Attachment::Outdated,
+                (false, false) => Attachment::Missing,
+            })
         }
-    };
-    let pin = link_pin(pin_root, interface);
-    let (_, attached) =
-        SchedClassifier::query_tcx(interface, TcAttachType::Ingress).map_err(err("query"))?;
-    let current = attached.iter().any(|p| p.tag().to_be_bytes() == tag);
-    if current && pin.exists() {
-        return Ok(None);
+        AttachMode::Netlink => {
+            let filters = netlink.ingress_bpf_filters(ifindex).await?;
+            let ours = filters
+                .iter()
+                .find(|f| f.priority == FILTER_PRIORITY && f.handle == FILTER_HANDLE);
+            Ok(match ours {
+                Some(f) if f.tag == Some(loaded.tag) => Attachment::Current,
+                Some(_) => Attachment::Outdated,
+                None => Attachment::Missing,
+            })
+        }
     }
-    // An older program of ours: update the link in place, so there is no moment without it.
+}
+
+/// Makes `loaded` the gridnet program on the ingress of `interface`, replacing an attachment
+/// of ours (`found`) in place so the interface is never without it.
+pub fn attach(
+    mode: AttachMode,
+    pin_root: &std::path::Path,
+    loaded: &mut Loaded<SchedClassifier>,
+    program: Program,
+    interface: &str,
+    found: Attachment,
+) -> Result<(), DataplaneError> {
+    match mode {
+        AttachMode::Tcx => attach_tcx(pin_root, loaded, program, interface),
+        AttachMode::Netlink => {
+            attach_netlink(loaded, program, interface, found == Attachment::Outdated)
+        }
+    }
+}
+
+fn attach_tcx(
+    pin_root: &std::path::Path,
+    loaded: &mut Loaded<SchedClassifier>,
+    program: Program,
+    interface: &str,
+) -> Result<(), DataplaneError> {
+    let pin = pins::link_pin(pin_root, program, interface);
     if let Ok(old) = PinnedLink::from_pin(&pin) {
         let replaced = SchedClassifierLink::try_from(FdLink::from(old))
             .ok()
-            .and_then(|link| program.attach_to_link(link).ok());
+            .and_then(|link| loaded.program.attach_to_link(link).ok());
         let _ = std::fs::remove_file(&pin);
         if let Some(id) = replaced {
-            keep(program, id, &pin)?;
-            return Ok(Some(format!("replace the TCX program on {interface}")));
+            return keep_tcx(loaded, program, id, &pin);
         }
         // A link of an interface that no longer exists (the veth was recreated): attach anew.
     }
-    super::link_pin_dir(&pin, pin_root)?;
-    let id = program
+    let id = loaded
+        .program
         .attach_with_options(
             interface,
             TcAttachType::Ingress,
             TcAttachOptions::TcxOrder(LinkOrder::first()),
         )
-        .map_err(err("attach (TCX)"))?;
-    keep(program, id, &pin)?;
-    Ok(Some(format!(
-        "attach tc_from_container to {interface} (TCX)"
-    )))
+        .map_err(|source| DataplaneError::Program {
+            action: "attach (TCX)",
+            program,
+            source,
+        })?;
+    keep_tcx(loaded, program, id, &pin)
 }
 
 /// Takes the link out of aya's bookkeeping (which would detach it on drop) and pins it.
-fn keep(
-    program: &mut SchedClassifier,
-    id: aya::programs::tc::SchedClassifierLinkId,
-    pin: &Path,
+fn keep_tcx(
+    loaded: &mut Loaded<SchedClassifier>,
+    program: Program,
+    id: tc::SchedClassifierLinkId,
+    pin: &std::path::Path,
 ) -> Result<(), DataplaneError> {
-    let link = program
+    let link = loaded
+        .program
         .take_link(id)
         .map_err(|source| DataplaneError::Program {
             action: "keep the link of",
-            program: TC_FROM_CONTAINER,
+            program,
             source,
         })?;
     let link = FdLink::try_from(link).map_err(|e| DataplaneError::PinRoot {
@@ -146,24 +203,70 @@ fn keep(
         reason: e.to_string(),
     })?;
     link.pin(pin).map_err(|source| DataplaneError::Pin {
-        program: TC_FROM_CONTAINER,
+        program,
         path: pin.to_owned(),
         source,
     })?;
     Ok(())
 }
 
-/// Removes link pins of interfaces not in `keep`; their links are defunct or about to be.
-pub fn forget_tcx_links(pin_root: &Path, keep: &std::collections::BTreeSet<String>) -> Vec<String> {
-    let mut removed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(pin_root.join("tcx")) else {
-        return removed;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !keep.contains(&name) && std::fs::remove_file(entry.path()).is_ok() {
-            removed.push(name);
+fn attach_netlink(
+    loaded: &mut Loaded<SchedClassifier>,
+    program: Program,
+    interface: &str,
+    replace: bool,
+) -> Result<(), DataplaneError> {
+    let handle = TcHandle::from(FILTER_HANDLE);
+    let attached = if replace {
+        // Swaps the filter atomically: no moment in which packets go unfiltered.
+        let existing = SchedClassifierLink::attached(
+            interface,
+            TcAttachType::Ingress,
+            FILTER_PRIORITY,
+            handle,
+            None,
+        )
+        .map_err(|source| DataplaneError::Qdisc {
+            interface: interface.to_owned(),
+            source: tc::TcError::IoError(source),
+        })?;
+        loaded.program.attach_to_link(existing)
+    } else {
+        match tc::qdisc_add_clsact(interface) {
+            Ok(()) => {}
+            Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(source) => {
+                return Err(DataplaneError::Qdisc {
+                    interface: interface.to_owned(),
+                    source,
+                });
+            }
         }
-    }
-    removed
+        loaded.program.attach_with_options(
+            interface,
+            TcAttachType::Ingress,
+            TcAttachOptions::Netlink(NlOptions {
+                priority: FILTER_PRIORITY,
+                handle,
+                classid: None,
+            }),
+        )
+    };
+    let id = attached.map_err(|source| DataplaneError::Program {
+        action: "attach",
+        program,
+        source,
+    })?;
+    // The filter must outlive this process: take the link out of aya's bookkeeping, which
+    // would detach it on drop. A netlink link holds no file descriptor, so nothing leaks.
+    let link = loaded
+        .program
+        .take_link(id)
+        .map_err(|source| DataplaneError::Program {
+            action: "keep the attachment of",
+            program,
+            source,
+        })?;
+    std::mem::forget(link);
+    Ok(())
 }

@@ -1,78 +1,85 @@
 //! The eBPF datapath: loading, pinning, attaching, typed maps, statistics.
 //!
-//! [`Dataplane`] owns the loaded object and the typed maps; callers never see map names.
-//! Everything lives under a pin root on a bpffs (default [`DEFAULT_PIN_ROOT`]):
+//! [`Dataplane`] is a long-lived handle: the daemon opens it once and keeps it. It speaks the
+//! domain (containers, networks, uplink ports); callers never see map names or raw map values.
+//! Each program is loaded the first time it is needed, so a node without uplinks never loads
+//! the guard, and one without containers loads no TC program. The pin layout is in [`pins`].
 //!
-//! ```text
-//! <pin root>/maps/GRIDNET_*        the maps, pinned by name (reused by every load)
-//! <pin root>/tc_from_container     the program attached to container veths
-//! ```
-//!
-//! Attachments are TCX links (pinned under `<pin root>/tcx/`) where the kernel has TCX, else
-//! netlink cls_bpf filters; both outlive the agent, so forwarding goes on across restarts. A
-//! restarted agent finds the attachments, compares program tags, and leaves identical programs
-//! in place.
+//! Attachments are TCX links (pinned) where the kernel has TCX, else netlink cls_bpf filters;
+//! both outlive the agent, so forwarding goes on across restarts. A restarted agent finds the
+//! attachments, compares program tags, and leaves identical programs in place.
 //!
 //! # Minimum kernel version
-//! 5.10 (`bpf_redirect_peer`); tested on 6.1, 6.12 and 6.18.
+//! Container forwarding: 5.10 (`bpf_redirect_peer`), with BTF; TCX links 6.6 (netlink cls_bpf
+//! before). The uplink guard: 5.18 (`bpf_xdp_load_bytes`). Tested on 6.1, 6.12 and 6.18; see
+//! `docs/kernels.md`.
 
 mod attach;
 mod bpffs;
+mod maps;
+pub mod pins;
+mod program;
 pub mod stats;
 mod uplink;
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData},
-    programs::{
-        SchedClassifier, TcAttachType, Xdp,
-        tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle},
-    },
+    programs::{SchedClassifier, Xdp},
 };
-use gridnet_common::maps::{
-    Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS, MAP_UPLINK_CONFIG,
-    MAP_UPLINK_PORTS, NetworkName, PortKey, UplinkConfig,
-};
+use gridnet_common::verdict::Program;
 
-pub use attach::{AttachMode, AttachPreference};
+pub use attach::{AttachMode, AttachPreference, Attachment, FILTER_HANDLE, FILTER_PRIORITY};
 pub use bpffs::ensure_bpffs;
+pub use maps::ContainerIdentity;
 pub use uplink::{XdpAttachMode, detach_xdp};
+
+use crate::netlink::{Netlink, NetlinkError};
+use program::Loaded;
 
 /// Where the datapath is pinned unless configured otherwise.
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/gridnet";
 
-/// The program on each container veth, and its pin's file name.
-pub const TC_FROM_CONTAINER: &str = "tc_from_container";
-/// The guard on each uplink, and its pin's file name.
-pub const XDP_UPLINK: &str = "xdp_uplink";
-
-/// Priority of gridnet's filter on a container veth: first, before anything an operator adds.
-pub const FILTER_PRIORITY: u16 = 1;
-/// Handle of gridnet's filter at [`FILTER_PRIORITY`].
-pub const FILTER_HANDLE: u32 = 1;
-
 /// The compiled programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gridnet-ebpf"));
+
+/// The TC programs of the datapath, each attached to the ingress of its kind of interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TcProgram {
+    /// On the host side of each container's veth.
+    FromContainer,
+}
+
+impl TcProgram {
+    pub const fn program(self) -> Program {
+        match self {
+            Self::FromContainer => Program::TcFromContainer,
+        }
+    }
+}
 
 /// Errors of the datapath, each saying what the operator can do.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error("pin root {path} is not usable: {reason}")]
     PinRoot { path: PathBuf, reason: String },
-    #[error("cannot load the eBPF programs (are you root, with BPF and BTF in the kernel?)")]
+    #[error("cannot load the eBPF object (are you root, with BPF and BTF in the kernel?)")]
     Load(#[source] aya::EbpfError),
-    #[error("cannot {action} program `{program}`")]
+    #[error("cannot {action} program `{}`", program.name())]
     Program {
         action: &'static str,
-        program: &'static str,
+        program: Program,
         #[source]
         source: aya::programs::ProgramError,
     },
-    #[error("cannot pin program `{program}` at {path}")]
+    #[error("cannot pin program `{}` at {path}", program.name())]
     Pin {
-        program: &'static str,
+        program: Program,
         path: PathBuf,
         #[source]
         source: aya::pin::PinError,
@@ -92,72 +99,59 @@ pub enum DataplaneError {
         #[source]
         source: aya::programs::tc::TcError,
     },
+    #[error("cannot unpin the link of `{}` on `{interface}`", program.name())]
+    Unpin {
+        program: Program,
+        interface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
 }
 
-/// The loaded datapath of this node.
+/// The datapath of this node, for the agent's lifetime.
 pub struct Dataplane {
     pin_root: PathBuf,
     mode: AttachMode,
-    program: SchedClassifier,
-    tag: [u8; 8],
-    ifaces: HashMap<MapData, u32, Iface>,
-    endpoints: HashMap<MapData, EndpointKey, Endpoint>,
-    networks: HashMap<MapData, u32, NetworkName>,
-    xdp: Xdp,
-    uplink_ports: HashMap<MapData, PortKey, u32>,
-    uplink_config: Array<MapData, UplinkConfig>,
-    /// Keeps the maps open (their pins keep them alive too).
-    _ebpf: Ebpf,
+    netlink: Netlink,
+    ebpf: Ebpf,
+    tc: BTreeMap<TcProgram, Loaded<SchedClassifier>>,
+    guard: Option<Loaded<Xdp>>,
+    maps: maps::Maps,
+    /// Programs put through the verifier since the handle was opened.
+    loads: u64,
 }
 
 impl Dataplane {
-    /// Loads the programs, reusing the maps and the program pinned under `pin_root`.
-    pub fn open(pin_root: &Path, attach: AttachPreference) -> Result<Self, DataplaneError> {
+    /// Opens the datapath pinned under `pin_root`: creates or reuses the pinned maps. No program
+    /// is loaded until it is needed. `netlink` is the node's one netlink handle.
+    pub fn open(
+        pin_root: &Path,
+        attach: AttachPreference,
+        netlink: Netlink,
+    ) -> Result<Self, DataplaneError> {
         ensure_bpffs(pin_root)?;
-        let maps_dir = pin_root.join("maps");
-        std::fs::create_dir_all(&maps_dir).map_err(|e| DataplaneError::PinRoot {
-            path: maps_dir.clone(),
+        let pin_err = |e: std::io::Error| DataplaneError::PinRoot {
+            path: pin_root.to_owned(),
             reason: e.to_string(),
-        })?;
+        };
+        pins::adopt_earlier_layout(pin_root).map_err(pin_err)?;
+        pins::create_dirs(pin_root).map_err(pin_err)?;
         let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&maps_dir)
+            .default_map_pin_directory(pins::maps_dir(pin_root))
             .load(PROGRAMS)
             .map_err(DataplaneError::Load)?;
-        let (program, tag) = adopt_or_pin!(
-            ebpf,
-            pin_root,
-            TC_FROM_CONTAINER,
-            SchedClassifier,
-            |p: &mut SchedClassifier| p.load(),
-            SchedClassifier::from_pin
-        );
-        let (xdp, _) = adopt_or_pin!(
-            ebpf,
-            pin_root,
-            XDP_UPLINK,
-            Xdp,
-            |p: &mut Xdp| p.load(),
-            |path| Xdp::from_pin(path, aya_obj::programs::XdpAttachType::Interface)
-        );
+        let maps = maps::Maps::take(&mut ebpf)?;
         Ok(Self {
             pin_root: pin_root.to_owned(),
             mode: AttachMode::resolve(attach),
-            program,
-            tag,
-            ifaces: take_map(&mut ebpf, MAP_IFACES)?,
-            endpoints: take_map(&mut ebpf, MAP_ENDPOINTS)?,
-            networks: take_map(&mut ebpf, MAP_NETWORKS)?,
-            xdp,
-            uplink_ports: take_map(&mut ebpf, MAP_UPLINK_PORTS)?,
-            uplink_config: {
-                let map = ebpf
-                    .take_map(MAP_UPLINK_CONFIG)
-                    .ok_or(DataplaneError::MissingMap {
-                        name: MAP_UPLINK_CONFIG,
-                    })?;
-                Array::try_from(map).map_err(map_err(MAP_UPLINK_CONFIG, "open"))?
-            },
-            _ebpf: ebpf,
+            netlink,
+            ebpf,
+            tc: BTreeMap::new(),
+            guard: None,
+            maps,
+            loads: 0,
         })
     }
 
@@ -165,287 +159,184 @@ impl Dataplane {
         &self.pin_root
     }
 
-    /// How programs are attached on this kernel.
+    /// How TC programs are attached on this kernel.
     pub fn attach_mode(&self) -> AttachMode {
         self.mode
     }
 
-    /// In TCX mode: makes sure `interface` runs the current program; returns the change made.
-    pub fn ensure_tcx(&mut self, interface: &str) -> Result<Option<String>, DataplaneError> {
-        attach::ensure_tcx(&mut self.program, self.tag, &self.pin_root, interface)
+    /// The programs loaded so far, with their kernel ids.
+    pub fn loaded_programs(&self) -> Vec<(Program, u32)> {
+        let tc = self.tc.iter().map(|(p, l)| (p.program(), l.id));
+        tc.chain(self.guard.iter().map(|l| (Program::XdpUplink, l.id)))
+            .collect()
     }
 
-    /// In TCX mode: drops the link pins of interfaces other than `keep`.
-    pub fn forget_tcx_links(&self, keep: &std::collections::BTreeSet<String>) -> Vec<String> {
-        attach::forget_tcx_links(&self.pin_root, keep)
+    /// How many programs this handle has loaded (each goes through the verifier once).
+    pub fn program_loads(&self) -> u64 {
+        self.loads
     }
 
-    /// The tag (instruction hash) of the program attached to container veths.
-    pub fn program_tag(&self) -> [u8; 8] {
-        self.tag
-    }
-
-    /// In netlink mode: attaches `tc_from_container` to the ingress of `interface` (in the
-    /// calling thread's namespace). `replace` swaps an existing gridnet filter atomically, with no moment in
-    /// which the container's packets go unfiltered.
-    pub fn attach(&mut self, interface: &str, replace: bool) -> Result<(), DataplaneError> {
-        let handle = TcHandle::from(FILTER_HANDLE);
-        let link_id = if replace {
-            let existing = SchedClassifierLink::attached(
-                interface,
-                TcAttachType::Ingress,
-                FILTER_PRIORITY,
-                handle,
-                None,
-            )
-            .map_err(|source| DataplaneError::Qdisc {
-                interface: interface.to_owned(),
-                source: tc::TcError::IoError(source),
-            })?;
-            self.program.attach_to_link(existing)
-        } else {
-            match tc::qdisc_add_clsact(interface) {
-                Ok(()) => {}
-                Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                Err(source) => {
-                    return Err(DataplaneError::Qdisc {
-                        interface: interface.to_owned(),
-                        source,
-                    });
-                }
-            }
-            self.program.attach_with_options(
-                interface,
-                TcAttachType::Ingress,
-                TcAttachOptions::Netlink(NlOptions {
-                    priority: FILTER_PRIORITY,
-                    handle,
-                    classid: None,
-                }),
-            )
-        }
-        .map_err(|source| DataplaneError::Program {
-            action: "attach",
-            program: TC_FROM_CONTAINER,
-            source,
-        })?;
-        // The filter must outlive this process: take the link out of aya's bookkeeping, which
-        // would detach it on drop. A netlink link holds no file descriptor, so nothing leaks.
-        let link = self
-            .program
-            .take_link(link_id)
-            .map_err(|source| DataplaneError::Program {
-                action: "keep the attachment of",
-                program: TC_FROM_CONTAINER,
-                source,
-            })?;
-        std::mem::forget(link);
-        Ok(())
-    }
-
-    /// Makes sure the uplink guard runs on `interface`; returns the change made, if any.
-    pub fn ensure_xdp(&mut self, interface: &str) -> Result<Option<String>, DataplaneError> {
-        uplink::ensure_xdp(&mut self.xdp, &self.pin_root, interface)
-    }
-
-    /// Makes the guard's allow-list exactly `ports` and turns enforcement on; returns the
-    /// changes made.
-    pub fn set_uplink_ports(
+    fn tc_program(
         &mut self,
-        ports: &std::collections::BTreeSet<(u8, u16)>,
-    ) -> Result<Vec<String>, DataplaneError> {
-        let want = uplink::port_keys(ports);
-        let have: std::collections::BTreeSet<(u8, u16)> = self
-            .uplink_ports
-            .keys()
-            .collect::<Result<Vec<PortKey>, _>>()
-            .map_err(map_err(MAP_UPLINK_PORTS, "read"))?
-            .into_iter()
-            .map(|k| (k.protocol, u16::from_be_bytes(k.port)))
-            .collect();
-        let mut changes = Vec::new();
-        for key in &want {
-            let entry = (key.protocol, u16::from_be_bytes(key.port));
-            if !have.contains(&entry) {
-                self.uplink_ports
-                    .insert(*key, 1, 0)
-                    .map_err(map_err(MAP_UPLINK_PORTS, "insert"))?;
-                changes.push(format!(
-                    "uplink guard: open {} port {}",
-                    protocol_name(entry.0),
-                    entry.1
-                ));
-            }
+        which: TcProgram,
+    ) -> Result<&mut Loaded<SchedClassifier>, DataplaneError> {
+        if !self.tc.contains_key(&which) {
+            let loaded = program::load(&mut self.ebpf, &self.pin_root, which.program())?;
+            self.loads += 1;
+            self.tc.insert(which, loaded);
         }
-        for &(protocol, port) in have.difference(ports) {
-            ignore_missing(self.uplink_ports.remove(&PortKey::new(protocol, port)))
-                .map_err(map_err(MAP_UPLINK_PORTS, "remove"))?;
-            changes.push(format!(
-                "uplink guard: close {} port {port}",
-                protocol_name(protocol)
-            ));
+        self.tc.get_mut(&which).ok_or(DataplaneError::Program {
+            action: "keep",
+            program: which.program(),
+            source: aya::programs::ProgramError::NotLoaded,
+        })
+    }
+
+    fn guard(&mut self) -> Result<&mut Loaded<Xdp>, DataplaneError> {
+        if self.guard.is_none() {
+            self.guard = Some(program::load(
+                &mut self.ebpf,
+                &self.pin_root,
+                Program::XdpUplink,
+            )?);
+            self.loads += 1;
         }
-        let config = uplink::enforcing_config();
-        if self.uplink_config.get(&0, 0).ok() != Some(config) {
-            self.uplink_config
-                .set(0, config, 0)
-                .map_err(map_err(MAP_UPLINK_CONFIG, "write"))?;
-            changes.push(format!(
-                "uplink guard: enforcing, replies expected on ports {}-{}",
-                config.ephemeral_low, config.ephemeral_high
-            ));
-        }
-        Ok(changes)
+        self.guard.as_mut().ok_or(DataplaneError::Program {
+            action: "keep",
+            program: Program::XdpUplink,
+            source: aya::programs::ProgramError::NotLoaded,
+        })
     }
 
-    /// All container interfaces in the datapath.
-    pub fn ifaces(&self) -> Result<Vec<(u32, Iface)>, DataplaneError> {
-        collect(MAP_IFACES, self.ifaces.iter())
-    }
-
-    pub fn set_iface(&mut self, ifindex: u32, iface: Iface) -> Result<(), DataplaneError> {
-        self.ifaces
-            .insert(ifindex, iface, 0)
-            .map_err(map_err(MAP_IFACES, "insert"))
-    }
-
-    pub fn remove_iface(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
-        ignore_missing(self.ifaces.remove(&ifindex)).map_err(map_err(MAP_IFACES, "remove"))
-    }
-
-    /// All endpoints in the datapath.
-    pub fn endpoints(&self) -> Result<Vec<(EndpointKey, Endpoint)>, DataplaneError> {
-        collect(MAP_ENDPOINTS, self.endpoints.iter())
-    }
-
-    pub fn set_endpoint(
+    /// How `which` is attached to the ingress of `interface`. Loads the program if needed.
+    pub async fn tc_attachment(
         &mut self,
-        key: EndpointKey,
-        endpoint: Endpoint,
+        which: TcProgram,
+        interface: &str,
+        ifindex: u32,
+    ) -> Result<Attachment, DataplaneError> {
+        let mode = self.mode;
+        let netlink = self.netlink.clone();
+        let pin_root = self.pin_root.clone();
+        let loaded = self.tc_program(which)?;
+        attach::observe(
+            mode,
+            &netlink,
+            &pin_root,
+            loaded,
+            which.program(),
+            interface,
+            ifindex,
+        )
+        .await
+    }
+
+    /// Makes `which` the program on the ingress of `interface`, replacing `found` in place.
+    pub fn attach_tc(
+        &mut self,
+        which: TcProgram,
+        interface: &str,
+        found: Attachment,
     ) -> Result<(), DataplaneError> {
-        self.endpoints
-            .insert(key, endpoint, 0)
-            .map_err(map_err(MAP_ENDPOINTS, "insert"))
+        let (mode, pin_root) = (self.mode, self.pin_root.clone());
+        let loaded = self.tc_program(which)?;
+        attach::attach(mode, &pin_root, loaded, which.program(), interface, found)
     }
 
-    pub fn remove_endpoint(&mut self, key: &EndpointKey) -> Result<(), DataplaneError> {
-        ignore_missing(self.endpoints.remove(key)).map_err(map_err(MAP_ENDPOINTS, "remove"))
+    /// Interfaces with a pinned TCX link of `which`.
+    pub fn tc_link_pins(&self, which: TcProgram) -> BTreeSet<String> {
+        pins::link_pins(&self.pin_root, which.program())
     }
 
-    /// Network ids and names.
-    pub fn networks(&self) -> Result<Vec<(u32, NetworkName)>, DataplaneError> {
-        collect(MAP_NETWORKS, self.networks.iter())
+    /// Drops the pinned link of `which` on `interface` (its interface is gone or leaving).
+    pub fn unpin_tc_link(&self, which: TcProgram, interface: &str) -> Result<(), DataplaneError> {
+        pins::unpin_link(&self.pin_root, which.program(), interface).map_err(|source| {
+            DataplaneError::Unpin {
+                program: which.program(),
+                interface: interface.to_owned(),
+                source,
+            }
+        })
+    }
+
+    /// Whether the guard runs on `uplink` as this agent's program. Loads the guard if needed.
+    pub fn guard_is_current(&mut self, uplink: &str) -> Result<bool, DataplaneError> {
+        let pin_root = self.pin_root.clone();
+        Ok(uplink::is_current(&pin_root, self.guard()?, uplink))
+    }
+
+    /// Attaches the guard to `uplink`; returns the XDP mode of a new attachment.
+    pub fn attach_guard(&mut self, uplink: &str) -> Result<Option<XdpAttachMode>, DataplaneError> {
+        let pin_root = self.pin_root.clone();
+        uplink::attach(&pin_root, self.guard()?, uplink)
+    }
+
+    /// The guard's allow-list: (IP protocol, port).
+    pub fn uplink_ports(&self) -> Result<BTreeSet<(u8, u16)>, DataplaneError> {
+        self.maps.uplink_ports()
+    }
+
+    pub fn open_uplink_port(&mut self, protocol: u8, port: u16) -> Result<(), DataplaneError> {
+        self.maps.open_uplink_port(protocol, port)
+    }
+
+    pub fn close_uplink_port(&mut self, protocol: u8, port: u16) -> Result<(), DataplaneError> {
+        self.maps.close_uplink_port(protocol, port)
+    }
+
+    /// Whether the guard enforces its allow-list with this node's settings.
+    pub fn guard_is_enforcing(&self) -> bool {
+        self.maps.uplink_config() == Some(uplink::enforcing_config())
+    }
+
+    /// Turns the guard's enforcement on, with this node's ephemeral port range.
+    pub fn enforce_guard(&mut self) -> Result<(), DataplaneError> {
+        self.maps.set_uplink_config(uplink::enforcing_config())
+    }
+
+    /// The containers in the datapath, by the ifindex of their host-side interface.
+    pub fn containers(&self) -> Result<BTreeMap<u32, ContainerIdentity>, DataplaneError> {
+        self.maps.containers()
+    }
+
+    /// The datapath's endpoints: (network id, address) -> ifindex of the host-side interface.
+    pub fn endpoints(&self) -> Result<BTreeMap<(u32, IpAddr), u32>, DataplaneError> {
+        self.maps.endpoints()
+    }
+
+    /// Writes a container's identity and its two endpoints.
+    pub fn set_container(
+        &mut self,
+        ifindex: u32,
+        identity: &ContainerIdentity,
+    ) -> Result<(), DataplaneError> {
+        self.maps.set_container(ifindex, identity)
+    }
+
+    /// Forgets the container behind host interface `ifindex`.
+    pub fn forget_interface(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        self.maps.forget_interface(ifindex)
+    }
+
+    /// Forgets the endpoint of `address` in network `network_id`.
+    pub fn forget_endpoint(
+        &mut self,
+        network_id: u32,
+        address: IpAddr,
+    ) -> Result<(), DataplaneError> {
+        self.maps.forget_endpoint(network_id, address)
+    }
+
+    /// Network ids by network name.
+    pub fn networks(&self) -> Result<BTreeMap<String, u32>, DataplaneError> {
+        self.maps.networks()
     }
 
     pub fn set_network(&mut self, id: u32, name: &str) -> Result<(), DataplaneError> {
-        self.networks
-            .insert(id, NetworkName::new(name), 0)
-            .map_err(map_err(MAP_NETWORKS, "insert"))
+        self.maps.set_network(id, name)
     }
 
     pub fn remove_network(&mut self, id: u32) -> Result<(), DataplaneError> {
-        ignore_missing(self.networks.remove(&id)).map_err(map_err(MAP_NETWORKS, "remove"))
-    }
-}
-
-/// Loads program `$name` and returns the pinned instance to attach, with its tag: the one
-/// already pinned when it has the same instructions (so a restart changes nothing), else the new
-/// one, pinned in its place (an upgrade).
-macro_rules! adopt_or_pin {
-    ($ebpf:expr, $pin_root:expr, $name:expr, $ty:ty, $load:expr, $from_pin:expr) => {{
-        let program_err = |action| {
-            move |source| DataplaneError::Program {
-                action,
-                program: $name,
-                source,
-            }
-        };
-        let fresh: &mut $ty = $ebpf
-            .program_mut($name)
-            .ok_or(DataplaneError::Program {
-                action: "find",
-                program: $name,
-                source: aya::programs::ProgramError::NotLoaded,
-            })?
-            .try_into()
-            .map_err(program_err("use"))?;
-        ($load)(&mut *fresh).map_err(program_err("load"))?;
-        let tag = fresh
-            .info()
-            .map_err(program_err("inspect"))?
-            .tag()
-            .to_be_bytes();
-        let pin = $pin_root.join($name);
-        let pinned_tag = ($from_pin)(&pin)
-            .ok()
-            .and_then(|p: $ty| p.info().ok())
-            .map(|i| i.tag().to_be_bytes());
-        if pinned_tag != Some(tag) {
-            let _ = std::fs::remove_file(&pin);
-            fresh.pin(&pin).map_err(|source| DataplaneError::Pin {
-                program: $name,
-                path: pin.clone(),
-                source,
-            })?;
-        }
-        (($from_pin)(&pin).map_err(program_err("reopen"))?, tag)
-    }};
-}
-use adopt_or_pin;
-
-/// Creates the directory a link pin goes into (`tcx/`, `xdp/` under the pin root).
-fn link_pin_dir(pin: &Path, pin_root: &Path) -> Result<(), DataplaneError> {
-    std::fs::create_dir_all(pin.parent().unwrap_or(pin_root)).map_err(|e| DataplaneError::PinRoot {
-        path: pin.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
-fn take_map<K: aya::Pod, V: aya::Pod>(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-) -> Result<HashMap<MapData, K, V>, DataplaneError> {
-    let map = ebpf
-        .take_map(name)
-        .ok_or(DataplaneError::MissingMap { name })?;
-    HashMap::try_from(map).map_err(map_err(name, "open"))
-}
-
-fn collect<K, V>(
-    name: &'static str,
-    iter: impl Iterator<Item = Result<(K, V), aya::maps::MapError>>,
-) -> Result<Vec<(K, V)>, DataplaneError> {
-    iter.collect::<Result<_, _>>()
-        .map_err(map_err(name, "read"))
-}
-
-fn map_err(
-    name: &'static str,
-    action: &'static str,
-) -> impl FnOnce(aya::maps::MapError) -> DataplaneError {
-    move |source| DataplaneError::Map {
-        name,
-        action,
-        source,
-    }
-}
-
-fn ignore_missing(result: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
-    match result {
-        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-        Err(aya::maps::MapError::SyscallError(e))
-            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
-        {
-            Ok(())
-        }
-        other => other,
-    }
-}
-
-fn protocol_name(protocol: u8) -> &'static str {
-    match protocol {
-        6 => "tcp",
-        17 => "udp",
-        _ => "ip",
+        self.maps.remove_network(id)
     }
 }

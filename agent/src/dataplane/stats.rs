@@ -15,7 +15,7 @@ use gridnet_common::{
 };
 use serde::Serialize;
 
-use super::{TC_FROM_CONTAINER, XDP_UPLINK};
+use super::pins;
 
 /// Layout version of the JSON that `gridnet bpf-stats --json` prints (documented in
 /// `docs/bpf-stats.md`); bumped on any incompatible change.
@@ -79,7 +79,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Reads the maps and programs pinned under `pin_root`.
     pub fn read(pin_root: &Path) -> Result<Self, StatsError> {
-        let maps_dir = pin_root.join("maps");
+        let maps_dir = pins::maps_dir(pin_root);
         let stats_path = maps_dir.join(MAP_STATS);
         if !stats_path.exists() {
             return Err(StatsError::NotPinned {
@@ -106,12 +106,12 @@ impl Snapshot {
                 &b.reason,
             ))
         });
-        let programs = [TC_FROM_CONTAINER, XDP_UPLINK]
+        let programs = Program::ALL
             .into_iter()
-            .filter_map(|name| {
-                let info = ProgramInfo::from_pin(pin_root.join(name)).ok()?;
+            .filter_map(|program| {
+                let info = ProgramInfo::from_pin(pins::program_pin(pin_root, program)).ok()?;
                 Some(ProgramStats {
-                    name: name.to_owned(),
+                    name: program.name().to_owned(),
                     id: info.id(),
                     tag: format!("{:016x}", info.tag()),
                     run_count: info.run_count(),

@@ -1,16 +1,21 @@
 //! The uplink guard's user side: attaching `xdp_uplink` (native where the driver can, generic
 //! otherwise), and its allow-list and settings.
+//!
+//! # Minimum kernel version
+//! 5.18 (`bpf_xdp_load_bytes`); XDP links, which pin the attachment, since 5.9.
 
-use std::{collections::BTreeSet, path::Path};
+use std::path::Path;
 
 use aya::programs::{
     Xdp, XdpMode,
     links::{FdLink, PinnedLink},
     xdp::XdpLink,
 };
-use gridnet_common::maps::{PortKey, UplinkConfig};
+use gridnet_common::{maps::UplinkConfig, verdict::Program};
 
-use super::{DataplaneError, XDP_UPLINK};
+use super::{DataplaneError, pins, program::Loaded};
+
+const GUARD: Program = Program::XdpUplink;
 
 /// How XDP runs on an uplink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -31,77 +36,72 @@ impl XdpAttachMode {
     }
 }
 
-/// The pin of the XDP link on `interface`.
-pub fn xdp_link_pin(pin_root: &Path, interface: &str) -> std::path::PathBuf {
-    pin_root.join("xdp").join(interface)
+/// Whether the pinned link on `interface` runs `loaded`.
+pub fn is_current(pin_root: &Path, loaded: &Loaded<Xdp>, interface: &str) -> bool {
+    PinnedLink::from_pin(pins::link_pin(pin_root, GUARD, interface))
+        .ok()
+        .and_then(|old| FdLink::from(old).info().ok())
+        .is_some_and(|info| info.program_id() == loaded.id)
 }
 
-/// Makes sure `program` runs on `interface`; returns the change made, if any. A pinned link of
-/// ours is updated in place when the program changed (no unguarded moment).
-pub fn ensure_xdp(
-    program: &mut Xdp,
+/// Makes `loaded` run on `interface`. A pinned link of ours is updated in place when the
+/// program changed (no unguarded moment). Returns the mode of a new attachment.
+pub fn attach(
     pin_root: &Path,
+    loaded: &mut Loaded<Xdp>,
     interface: &str,
-) -> Result<Option<String>, DataplaneError> {
+) -> Result<Option<XdpAttachMode>, DataplaneError> {
     let err = |action| {
         move |source| DataplaneError::Program {
             action,
-            program: XDP_UPLINK,
+            program: GUARD,
             source,
         }
     };
-    let pin = xdp_link_pin(pin_root, interface);
-    let our_id = program.info().map_err(err("inspect"))?.id();
+    let pin = pins::link_pin(pin_root, GUARD, interface);
     if let Ok(old) = PinnedLink::from_pin(&pin) {
-        let link = FdLink::from(old);
-        let current = link.info().map(|info| info.program_id()).ok();
-        if current == Some(our_id) {
-            return Ok(None);
-        }
-        let updated = XdpLink::try_from(link)
+        let updated = XdpLink::try_from(FdLink::from(old))
             .ok()
-            .and_then(|link| program.attach_to_link(link).ok());
+            .and_then(|link| loaded.program.attach_to_link(link).ok());
         let _ = std::fs::remove_file(&pin);
         if let Some(id) = updated {
-            keep(program, id, &pin)?;
-            return Ok(Some(format!("replace the XDP guard on {interface}")));
+            keep(loaded, id, &pin)?;
+            return Ok(None);
         }
     }
-    super::link_pin_dir(&pin, pin_root)?;
     // Native first; a driver without XDP support refuses it, and generic XDP always works.
-    let (id, mode) = match program.attach(interface, XdpMode::Driver) {
+    let (id, mode) = match loaded.program.attach(interface, XdpMode::Driver) {
         Ok(id) => (id, XdpAttachMode::Native),
         Err(_) => (
-            program
+            loaded
+                .program
                 .attach(interface, XdpMode::Skb)
                 .map_err(err("attach"))?,
             XdpAttachMode::Generic,
         ),
     };
-    keep(program, id, &pin)?;
-    Ok(Some(format!(
-        "attach the XDP guard to {interface} ({})",
-        mode.name()
-    )))
+    keep(loaded, id, &pin)?;
+    Ok(Some(mode))
 }
 
 fn keep(
-    program: &mut Xdp,
+    loaded: &mut Loaded<Xdp>,
     id: aya::programs::xdp::XdpLinkId,
     pin: &Path,
 ) -> Result<(), DataplaneError> {
-    let link = program
+    let link = loaded
+        .program
         .take_link(id)
         .map_err(|source| DataplaneError::Program {
             action: "keep the link of",
-            program: XDP_UPLINK,
+            program: GUARD,
             source,
         })?;
     // Kernels without XDP links attach through netlink, which holds no descriptor and stays on
     // the interface by itself; only a real link needs its pin.
     if let Ok(link) = FdLink::try_from(link) {
         link.pin(pin).map_err(|source| DataplaneError::Pin {
-            program: XDP_UPLINK,
+            program: GUARD,
             path: pin.to_owned(),
             source,
         })?;
@@ -112,18 +112,7 @@ fn keep(
 /// Takes the guard off `interface`: unpinning its link detaches it, since nothing else holds
 /// the link. Only for operators who ask; by default the guard outlives the agent.
 pub fn detach_xdp(pin_root: &Path, interface: &str) -> std::io::Result<()> {
-    match std::fs::remove_file(xdp_link_pin(pin_root, interface)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// The allow-list a plan asks for, as map keys.
-pub fn port_keys(ports: &BTreeSet<(u8, u16)>) -> Vec<PortKey> {
-    ports
-        .iter()
-        .map(|&(protocol, port)| PortKey::new(protocol, port))
-        .collect()
+    pins::unpin_link(pin_root, GUARD, interface)
 }
 
 /// The node's ephemeral port range, where replies to its own connections arrive.

@@ -1,0 +1,218 @@
+//! The datapath's maps, typed, behind domain operations: the raw map values (with their padding
+//! fields and IPv4-mapped keys) are built here and nowhere else.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, MapError},
+};
+use gridnet_common::maps::{
+    Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS, MAP_UPLINK_CONFIG,
+    MAP_UPLINK_PORTS, NetworkName, PortKey, UplinkConfig,
+};
+
+use super::DataplaneError;
+
+/// A container as the datapath knows it: the network of its host-side interface, and the only
+/// addresses and MAC it may send from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContainerIdentity {
+    pub network_id: u32,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    pub mac: [u8; 6],
+}
+
+impl ContainerIdentity {
+    fn iface(&self) -> Iface {
+        Iface {
+            network_id: self.network_id,
+            ipv4: self.ipv4.octets(),
+            ipv6: self.ipv6.octets(),
+            mac: self.mac,
+            _pad: [0; 2],
+        }
+    }
+
+    fn from_iface(iface: &Iface) -> Self {
+        Self {
+            network_id: iface.network_id,
+            ipv4: iface.ipv4.into(),
+            ipv6: iface.ipv6.into(),
+            mac: iface.mac,
+        }
+    }
+}
+
+fn endpoint_key(network_id: u32, address: IpAddr) -> EndpointKey {
+    match address {
+        IpAddr::V4(a) => EndpointKey::v4(network_id, a.octets()),
+        IpAddr::V6(a) => EndpointKey::v6(network_id, a.octets()),
+    }
+}
+
+fn endpoint_address(key: &EndpointKey) -> IpAddr {
+    let v6 = Ipv6Addr::from(key.addr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+pub struct Maps {
+    ifaces: HashMap<MapData, u32, Iface>,
+    endpoints: HashMap<MapData, EndpointKey, Endpoint>,
+    networks: HashMap<MapData, u32, NetworkName>,
+    uplink_ports: HashMap<MapData, PortKey, u32>,
+    uplink_config: Array<MapData, UplinkConfig>,
+}
+
+impl Maps {
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
+        Ok(Self {
+            ifaces: take_hash(ebpf, MAP_IFACES)?,
+            endpoints: take_hash(ebpf, MAP_ENDPOINTS)?,
+            networks: take_hash(ebpf, MAP_NETWORKS)?,
+            uplink_ports: take_hash(ebpf, MAP_UPLINK_PORTS)?,
+            uplink_config: {
+                let map = ebpf
+                    .take_map(MAP_UPLINK_CONFIG)
+                    .ok_or(DataplaneError::MissingMap {
+                        name: MAP_UPLINK_CONFIG,
+                    })?;
+                Array::try_from(map).map_err(map_err(MAP_UPLINK_CONFIG, "open"))?
+            },
+        })
+    }
+
+    pub fn containers(&self) -> Result<BTreeMap<u32, ContainerIdentity>, DataplaneError> {
+        self.ifaces
+            .iter()
+            .map(|entry| entry.map(|(i, iface)| (i, ContainerIdentity::from_iface(&iface))))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_IFACES, "read"))
+    }
+
+    pub fn endpoints(&self) -> Result<BTreeMap<(u32, IpAddr), u32>, DataplaneError> {
+        self.endpoints
+            .iter()
+            .map(|entry| {
+                entry.map(|(key, e)| ((key.network_id, endpoint_address(&key)), e.ifindex))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_ENDPOINTS, "read"))
+    }
+
+    /// The identity goes first: no packet of the container is judged without it, and its
+    /// endpoints are only reachable once it is there.
+    pub fn set_container(
+        &mut self,
+        ifindex: u32,
+        identity: &ContainerIdentity,
+    ) -> Result<(), DataplaneError> {
+        self.ifaces
+            .insert(ifindex, identity.iface(), 0)
+            .map_err(map_err(MAP_IFACES, "insert"))?;
+        let endpoint = Endpoint {
+            ifindex,
+            mac: identity.mac,
+            _pad: [0; 2],
+        };
+        for address in [IpAddr::V4(identity.ipv4), IpAddr::V6(identity.ipv6)] {
+            self.endpoints
+                .insert(endpoint_key(identity.network_id, address), endpoint, 0)
+                .map_err(map_err(MAP_ENDPOINTS, "insert"))?;
+        }
+        Ok(())
+    }
+
+    pub fn forget_interface(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        ignore_missing(self.ifaces.remove(&ifindex)).map_err(map_err(MAP_IFACES, "remove"))
+    }
+
+    pub fn forget_endpoint(
+        &mut self,
+        network_id: u32,
+        address: IpAddr,
+    ) -> Result<(), DataplaneError> {
+        ignore_missing(self.endpoints.remove(&endpoint_key(network_id, address)))
+            .map_err(map_err(MAP_ENDPOINTS, "remove"))
+    }
+
+    pub fn networks(&self) -> Result<BTreeMap<String, u32>, DataplaneError> {
+        self.networks
+            .iter()
+            .map(|entry| entry.map(|(id, name)| (name.as_str().to_owned(), id)))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_NETWORKS, "read"))
+    }
+
+    pub fn set_network(&mut self, id: u32, name: &str) -> Result<(), DataplaneError> {
+        self.networks
+            .insert(id, NetworkName::new(name), 0)
+            .map_err(map_err(MAP_NETWORKS, "insert"))
+    }
+
+    pub fn remove_network(&mut self, id: u32) -> Result<(), DataplaneError> {
+        ignore_missing(self.networks.remove(&id)).map_err(map_err(MAP_NETWORKS, "remove"))
+    }
+
+    pub fn uplink_ports(&self) -> Result<BTreeSet<(u8, u16)>, DataplaneError> {
+        self.uplink_ports
+            .keys()
+            .map(|key| key.map(|k| (k.protocol, u16::from_be_bytes(k.port))))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_UPLINK_PORTS, "read"))
+    }
+
+    pub fn open_uplink_port(&mut self, protocol: u8, port: u16) -> Result<(), DataplaneError> {
+        self.uplink_ports
+            .insert(PortKey::new(protocol, port), 1, 0)
+            .map_err(map_err(MAP_UPLINK_PORTS, "insert"))
+    }
+
+    pub fn close_uplink_port(&mut self, protocol: u8, port: u16) -> Result<(), DataplaneError> {
+        ignore_missing(self.uplink_ports.remove(&PortKey::new(protocol, port)))
+            .map_err(map_err(MAP_UPLINK_PORTS, "remove"))
+    }
+
+    pub fn uplink_config(&self) -> Option<UplinkConfig> {
+        self.uplink_config.get(&0, 0).ok()
+    }
+
+    pub fn set_uplink_config(&mut self, config: UplinkConfig) -> Result<(), DataplaneError> {
+        self.uplink_config
+            .set(0, config, 0)
+            .map_err(map_err(MAP_UPLINK_CONFIG, "write"))
+    }
+}
+
+fn take_hash<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<HashMap<MapData, K, V>, DataplaneError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::MissingMap { name })?;
+    HashMap::try_from(map).map_err(map_err(name, "open"))
+}
+
+fn map_err(name: &'static str, action: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
+    move |source| DataplaneError::Map {
+        name,
+        action,
+        source,
+    }
+}
+
+fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
+    match result {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
