@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::{
     plan::NodePlan,
-    reconcile::{self, NodeConfig},
+    reconcile::{self, NodeConfig, Reconciler},
 };
 
 #[derive(Debug, clap::Args)]
@@ -17,7 +17,7 @@ pub struct ApplyArgs {
     #[arg(long, default_value = crate::dataplane::DEFAULT_PIN_ROOT)]
     pin_root: PathBuf,
     /// Prefix of the container namespaces this node owns.
-    #[arg(long, default_value = "gn-")]
+    #[arg(long, default_value = crate::reconcile::names::DEFAULT_NETNS_PREFIX)]
     netns_prefix: String,
     /// How to attach programs: `auto` (TCX where the kernel has it), `tcx` or `netlink`.
     #[arg(long, default_value = "auto")]
@@ -39,20 +39,31 @@ impl ApplyArgs {
             attach: self.attach,
             uplinks: self.uplinks,
         };
+        reconcile::validate(&plan)
+            .with_context(|| format!("{} is refused; nothing was changed", self.plan.display()))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let report = runtime
-            .block_on(reconcile::apply(&plan, &config))
+        let outcome = runtime
+            .block_on(async {
+                let mut reconciler = Reconciler::open(config)?;
+                reconciler.reconcile(&plan).await
+            })
             .context("applying the plan failed (run as root; the error names the object)")?;
-        if report.changes.is_empty() {
+        if outcome.applied.is_empty() {
             println!("no changes");
         } else {
-            for change in &report.changes {
+            for change in &outcome.applied {
                 println!("{change}");
             }
-            println!("{} changes", report.changes.len());
+            println!("{} changes", outcome.applied.len());
+        }
+        if !outcome.failed.is_empty() {
+            for failure in &outcome.failed {
+                eprintln!("{}: {}", failure.object, failure.error);
+            }
+            anyhow::bail!("{} objects could not be realized", outcome.failed.len());
         }
         Ok(())
     }

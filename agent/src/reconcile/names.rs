@@ -7,6 +7,15 @@ pub const CONTAINER_IFNAME: &str = "eth0";
 /// Prefix of the host-side veths gridnet makes ("gn" + 8 hex digits fits IFNAMSIZ).
 pub const HOST_IFNAME_PREFIX: &str = "gn";
 
+/// The prefix of the container namespaces an agent owns unless configured otherwise.
+pub const DEFAULT_NETNS_PREFIX: &str = "gn-";
+
+/// Whether `name` has the shape of a host-side veth name gridnet makes.
+pub fn is_host_ifname(name: &str) -> bool {
+    name.strip_prefix(HOST_IFNAME_PREFIX)
+        .is_some_and(|hash| hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The name of a container's network namespace.
 pub fn netns_name(prefix: &str, container: &str) -> String {
     format!("{prefix}{container}")
@@ -33,5 +42,7 @@ mod tests {
         assert_eq!(name, host_ifname("a-very-long-container-name-that-goes-on"));
         assert_ne!(host_ifname("a1"), host_ifname("a2"));
         assert_eq!(netns_name("gn-", "web"), "gn-web");
+        assert!(is_host_ifname(&name));
+        assert!(!is_host_ifname("gnome0") && !is_host_ifname("eth0"));
     }
 }

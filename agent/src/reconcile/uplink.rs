@@ -4,9 +4,7 @@ use std::collections::BTreeSet;
 
 use crate::plan::{GatewayMode, NodePlan};
 
-/// IP protocol numbers of the allow-list.
-const TCP: u8 = 6;
-const UDP: u8 = 17;
+use gridnet_common::uplink::{IPPROTO_TCP as TCP, IPPROTO_UDP as UDP};
 
 /// The public port of a gateway mode.
 pub const fn gateway_port(mode: GatewayMode) -> u16 {

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::plan::NodePlan;
+use super::change::Object;
+use crate::plan::{ContainerPlan, NetworkPlan, NodePlan};
 
 /// Why a plan cannot be realized.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -52,14 +53,84 @@ pub enum PlanError {
 /// Longest container name: the namespace name adds a prefix and must stay readable.
 pub const MAX_CONTAINER_NAME: usize = 48;
 
-/// Checks every rule the kernel side relies on.
+/// Checks every rule the kernel side relies on; the first problem refuses the whole plan
+/// (`gridnet apply`: a hand-written plan is fixed by its author).
 pub fn validate(plan: &NodePlan) -> Result<(), PlanError> {
+    let problems = problems(plan);
+    match problems
+        .networks
+        .into_iter()
+        .chain(problems.containers)
+        .next()
+    {
+        Some((_, problem)) => Err(problem),
+        None => Ok(()),
+    }
+}
+
+/// The part of `plan` that passes the rules, and each refused object with its reason. The
+/// agent realizes the first and reports the second: one bad object never blocks the others.
+pub fn usable(plan: &NodePlan) -> (NodePlan, Vec<(Object, PlanError)>) {
+    let problems = problems(plan);
+    let refused_networks: BTreeSet<usize> = problems.networks.iter().map(|(i, _)| *i).collect();
+    let refused_containers: BTreeSet<usize> = problems.containers.iter().map(|(i, _)| *i).collect();
+    let networks: Vec<NetworkPlan> = plan
+        .networks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !refused_networks.contains(i))
+        .map(|(_, n)| n.clone())
+        .collect();
+    let containers = plan
+        .containers
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| {
+            !refused_containers.contains(i) && networks.iter().any(|n| n.name == c.network)
+        })
+        .map(|(_, c)| c.clone())
+        .collect();
+    let refused = problems
+        .networks
+        .into_iter()
+        .map(|(i, p)| (Object::Network(plan.networks[i].name.clone()), p))
+        .chain(
+            problems
+                .containers
+                .into_iter()
+                .map(|(i, p)| (Object::Container(plan.containers[i].name.clone()), p)),
+        )
+        .collect();
+    let usable = NodePlan {
+        networks,
+        containers,
+        gateways: plan.gateways.clone(),
+    };
+    (usable, refused)
+}
+
+/// Every rule broken, by the index of the object refused for it: of two objects that clash,
+/// the second.
+struct Problems {
+    networks: Vec<(usize, PlanError)>,
+    containers: Vec<(usize, PlanError)>,
+}
+
+fn problems(plan: &NodePlan) -> Problems {
+    let mut out = Problems {
+        networks: Vec::new(),
+        containers: Vec::new(),
+    };
     let mut networks = BTreeMap::new();
-    for network in &plan.networks {
-        if networks.insert(network.name.as_str(), network).is_some() {
-            return Err(PlanError::DuplicateNetwork {
-                network: network.name.clone(),
-            });
+    for (index, network) in plan.networks.iter().enumerate() {
+        if networks.contains_key(network.name.as_str()) {
+            out.networks.push((
+                index,
+                PlanError::DuplicateNetwork {
+                    network: network.name.clone(),
+                },
+            ));
+            continue;
         }
         if !network.ip_range.contains(&network.subnet)
             || !network.ipv6_range.contains(&network.subnet_v6)
@@ -72,93 +143,123 @@ pub fn validate(plan: &NodePlan) -> Result<(), PlanError> {
             } else {
                 (network.subnet.to_string(), network.ip_range.to_string())
             };
-            return Err(PlanError::SubnetOutsideRange {
-                network: network.name.clone(),
-                subnet,
-                range,
-            });
+            out.networks.push((
+                index,
+                PlanError::SubnetOutsideRange {
+                    network: network.name.clone(),
+                    subnet,
+                    range,
+                },
+            ));
+            continue;
         }
+        networks.insert(network.name.as_str(), network);
     }
     let mut names = BTreeSet::new();
     let mut addresses: BTreeMap<(&str, IpAddr), &str> = BTreeMap::new();
     let mut ifnames: BTreeMap<String, &str> = BTreeMap::new();
-    for container in &plan.containers {
-        let name = container.name.as_str();
-        if !names.insert(name) {
-            return Err(PlanError::DuplicateContainer {
+    for (index, container) in plan.containers.iter().enumerate() {
+        let checked = check_container(
+            container,
+            &networks,
+            &mut names,
+            &mut addresses,
+            &mut ifnames,
+        );
+        if let Err(problem) = checked {
+            out.containers.push((index, problem));
+        }
+    }
+    out
+}
+
+fn check_container<'p>(
+    container: &'p ContainerPlan,
+    networks: &BTreeMap<&str, &'p NetworkPlan>,
+    names: &mut BTreeSet<&'p str>,
+    addresses: &mut BTreeMap<(&'p str, IpAddr), &'p str>,
+    ifnames: &mut BTreeMap<String, &'p str>,
+) -> Result<(), PlanError> {
+    let name = container.name.as_str();
+    if !names.insert(name) {
+        return Err(PlanError::DuplicateContainer {
+            container: name.to_owned(),
+        });
+    }
+    let valid = !name.is_empty()
+        && name.len() <= MAX_CONTAINER_NAME
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !valid {
+        return Err(PlanError::InvalidContainerName {
+            container: name.to_owned(),
+        });
+    }
+    let Some(network) = networks.get(container.network.as_str()) else {
+        return Err(PlanError::UnknownNetwork {
+            container: name.to_owned(),
+            network: container.network.clone(),
+        });
+    };
+    if container.mac.0[0] & 1 != 0 {
+        return Err(PlanError::MulticastMac {
+            container: name.to_owned(),
+            mac: container.mac.to_string(),
+        });
+    }
+    let checks = [
+        (
+            IpAddr::V4(container.ipv4),
+            network.subnet.contains(&container.ipv4),
+            network.subnet.to_string(),
+            IpAddr::V4(network.gateway_v4()),
+        ),
+        (
+            IpAddr::V6(container.ipv6),
+            network.subnet_v6.contains(&container.ipv6),
+            network.subnet_v6.to_string(),
+            IpAddr::V6(network.gateway_v6()),
+        ),
+    ];
+    for (address, inside, subnet, gateway) in &checks {
+        if !inside {
+            return Err(PlanError::OutsideSubnet {
                 container: name.to_owned(),
+                address: *address,
+                subnet: subnet.clone(),
             });
         }
-        let valid = !name.is_empty()
-            && name.len() <= MAX_CONTAINER_NAME
-            && name != "."
-            && name != ".."
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !valid {
-            return Err(PlanError::InvalidContainerName {
+        if address == gateway {
+            return Err(PlanError::GatewayAddress {
                 container: name.to_owned(),
+                address: *address,
             });
         }
-        let Some(network) = networks.get(container.network.as_str()) else {
-            return Err(PlanError::UnknownNetwork {
-                container: name.to_owned(),
-                network: container.network.clone(),
-            });
-        };
-        if container.mac.0[0] & 1 != 0 {
-            return Err(PlanError::MulticastMac {
-                container: name.to_owned(),
-                mac: container.mac.to_string(),
-            });
-        }
-        let checks = [
-            (
-                IpAddr::V4(container.ipv4),
-                network.subnet.contains(&container.ipv4),
-                network.subnet.to_string(),
-                IpAddr::V4(network.gateway_v4()),
-            ),
-            (
-                IpAddr::V6(container.ipv6),
-                network.subnet_v6.contains(&container.ipv6),
-                network.subnet_v6.to_string(),
-                IpAddr::V6(network.gateway_v6()),
-            ),
-        ];
-        for (address, inside, subnet, gateway) in checks {
-            if !inside {
-                return Err(PlanError::OutsideSubnet {
-                    container: name.to_owned(),
-                    address,
-                    subnet,
-                });
-            }
-            if address == gateway {
-                return Err(PlanError::GatewayAddress {
-                    container: name.to_owned(),
-                    address,
-                });
-            }
-            if let Some(first) = addresses.insert((network.name.as_str(), address), name) {
-                return Err(PlanError::DuplicateAddress {
-                    first: first.to_owned(),
-                    second: name.to_owned(),
-                    address,
-                    network: network.name.clone(),
-                });
-            }
-        }
-        let ifname = super::names::host_ifname(name);
-        if let Some(first) = ifnames.insert(ifname.clone(), name) {
-            return Err(PlanError::InterfaceNameClash {
-                first: first.to_owned(),
+        if let Some(first) = addresses.get(&(network.name.as_str(), *address)) {
+            return Err(PlanError::DuplicateAddress {
+                first: (*first).to_owned(),
                 second: name.to_owned(),
-                ifname,
+                address: *address,
+                network: network.name.clone(),
             });
         }
     }
+    let ifname = super::names::host_ifname(name);
+    if let Some(first) = ifnames.get(&ifname) {
+        return Err(PlanError::InterfaceNameClash {
+            first: (*first).to_owned(),
+            second: name.to_owned(),
+            ifname,
+        });
+    }
+    // Only an accepted container holds its addresses and interface name.
+    for (address, ..) in checks {
+        addresses.insert((network.name.as_str(), address), name);
+    }
+    ifnames.insert(ifname, name);
     Ok(())
 }
 

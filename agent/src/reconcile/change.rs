@@ -1,0 +1,242 @@
+//! What reconciling decides: typed changes, each about one object. They are rendered for
+//! people (`gridnet apply`, the log, `gridnet status`) and applied by [`super::apply`].
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::dataplane::{Attachment, ContainerIdentity, XdpAttachMode};
+
+/// The object a change is about. Changes are applied, and fail, per object: one object that
+/// fails is reported and retried, and the others go ahead.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Object {
+    Network(String),
+    Container(String),
+    /// A host-side interface gridnet made, by name.
+    Interface(String),
+    /// A container namespace gridnet made, by name.
+    Namespace(String),
+    /// The datapath's entries for a host interface index.
+    Datapath(u32),
+    Uplink(String),
+    /// The uplink guard's allow-list and settings.
+    Guard,
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Network(name) => write!(f, "network {name}"),
+            Self::Container(name) => write!(f, "container {name}"),
+            Self::Interface(name) => write!(f, "interface {name}"),
+            Self::Namespace(name) => write!(f, "namespace {name}"),
+            Self::Datapath(ifindex) => write!(f, "datapath entries of interface {ifindex}"),
+            Self::Uplink(name) => write!(f, "uplink {name}"),
+            Self::Guard => f.write_str("the uplink guard's settings"),
+        }
+    }
+}
+
+/// Everything the kernel side needs to know to realize one container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerTarget {
+    pub name: String,
+    pub network: String,
+    /// Its namespace.
+    pub netns: String,
+    /// Its veth's host-side name.
+    pub host_ifname: String,
+    /// Its addresses, with the prefix length of their subnets.
+    pub ipv4: IpNet,
+    pub ipv6: IpNet,
+    pub gateway_v4: Ipv4Addr,
+    pub gateway_v6: Ipv6Addr,
+    /// What the datapath must know of it.
+    pub identity: ContainerIdentity,
+}
+
+/// One step of realizing a container, in the order they are applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    CreateNamespace,
+    /// Its mount point exists but holds no namespace (see [`crate::netlink::NamespaceState`]).
+    RepairNamespace,
+    /// Creates the veth pair, deleting `stale_host`, a host half left without its peer or with
+    /// the wrong MAC on its container side, first.
+    CreateLink {
+        stale_host: Option<u32>,
+    },
+    /// Sets the container's `eth0` and `lo` and the host side up.
+    BringUp,
+    AddAddress(IpNet),
+    RemoveAddress(IpNet),
+    SetDefaultRoute(IpAddr),
+    /// Writes the container's identity and endpoints into the datapath. Last but one, so a
+    /// written identity certifies that the container side is configured.
+    WriteIdentity,
+    /// Attaches `tc_from_container` to the host side, replacing what was found.
+    Attach(Attachment),
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CreateNamespace => f.write_str("create its namespace"),
+            Self::RepairNamespace => f.write_str("repair its empty namespace mount point"),
+            Self::CreateLink { stale_host: None } => f.write_str("create its veth"),
+            Self::CreateLink {
+                stale_host: Some(i),
+            } => {
+                write!(f, "recreate its veth (replacing interface {i})")
+            }
+            Self::BringUp => f.write_str("set its links up"),
+            Self::AddAddress(net) => write!(f, "add {net}"),
+            Self::RemoveAddress(net) => write!(f, "remove {net}"),
+            Self::SetDefaultRoute(gateway) => write!(f, "route by default via {gateway}"),
+            Self::WriteIdentity => f.write_str("write its datapath identity"),
+            Self::Attach(Attachment::Outdated) => f.write_str("replace its program"),
+            Self::Attach(_) => f.write_str("attach tc_from_container"),
+        }
+    }
+}
+
+/// One change to the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    AssignNetworkId {
+        network: String,
+        id: u32,
+    },
+    ForgetNetworkId {
+        network: String,
+        id: u32,
+    },
+    /// Realizes or repairs a container with `steps`, in order.
+    Container {
+        target: Box<ContainerTarget>,
+        steps: Vec<Step>,
+    },
+    /// Deletes a host-side veth of a container that left (its peer goes with it).
+    RemoveLink {
+        name: String,
+        index: u32,
+    },
+    /// Drops the pinned program link of an interface that is gone or leaving.
+    UnpinLink {
+        interface: String,
+    },
+    RemoveNamespace {
+        name: String,
+    },
+    ForgetInterface {
+        ifindex: u32,
+    },
+    ForgetEndpoint {
+        network_id: u32,
+        address: IpAddr,
+        ifindex: u32,
+    },
+    /// Attaches the guard to an uplink; `mode` is how it runs, once it does.
+    AttachGuard {
+        uplink: String,
+        mode: Option<XdpAttachMode>,
+    },
+    OpenPort {
+        protocol: u8,
+        port: u16,
+    },
+    ClosePort {
+        protocol: u8,
+        port: u16,
+    },
+    EnforceGuard,
+}
+
+impl Change {
+    /// The object this change is about.
+    pub fn object(&self) -> Object {
+        match self {
+            Self::AssignNetworkId { network, .. } | Self::ForgetNetworkId { network, .. } => {
+                Object::Network(network.clone())
+            }
+            Self::Container { target, .. } => Object::Container(target.name.clone()),
+            Self::RemoveLink { name, .. } => Object::Interface(name.clone()),
+            Self::UnpinLink { interface } => Object::Interface(interface.clone()),
+            Self::RemoveNamespace { name } => Object::Namespace(name.clone()),
+            Self::ForgetInterface { ifindex } => Object::Datapath(*ifindex),
+            Self::ForgetEndpoint { ifindex, .. } => Object::Datapath(*ifindex),
+            Self::AttachGuard { uplink, .. } => Object::Uplink(uplink.clone()),
+            Self::OpenPort { .. } | Self::ClosePort { .. } | Self::EnforceGuard => Object::Guard,
+        }
+    }
+}
+
+fn protocol_name(protocol: u8) -> &'static str {
+    match protocol {
+        gridnet_common::uplink::IPPROTO_TCP => "tcp",
+        gridnet_common::uplink::IPPROTO_UDP => "udp",
+        _ => "ip",
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AssignNetworkId { network, id } => {
+                write!(f, "network {network} gets datapath id {id}")
+            }
+            Self::ForgetNetworkId { network, id } => {
+                write!(f, "forget network {network} (id {id})")
+            }
+            Self::Container { target, steps } => {
+                write!(f, "container {}:", target.name)?;
+                for (i, step) in steps.iter().enumerate() {
+                    write!(f, "{} {step}", if i == 0 { "" } else { "," })?;
+                }
+                Ok(())
+            }
+            Self::RemoveLink { name, .. } => write!(f, "delete veth {name}"),
+            Self::UnpinLink { interface } => write!(f, "unpin the program link of {interface}"),
+            Self::RemoveNamespace { name } => write!(f, "delete netns {name}"),
+            Self::ForgetInterface { ifindex } => {
+                write!(f, "datapath: forget interface {ifindex}")
+            }
+            Self::ForgetEndpoint {
+                network_id,
+                address,
+                ..
+            } => write!(
+                f,
+                "datapath: forget endpoint {address} of network id {network_id}"
+            ),
+            Self::AttachGuard { uplink, mode } => {
+                write!(f, "attach the XDP guard to {uplink}")?;
+                match mode {
+                    Some(mode) => write!(f, " ({})", mode.name()),
+                    None => Ok(()),
+                }
+            }
+            Self::OpenPort { protocol, port } => {
+                write!(
+                    f,
+                    "uplink guard: open {} port {port}",
+                    protocol_name(*protocol)
+                )
+            }
+            Self::ClosePort { protocol, port } => {
+                write!(
+                    f,
+                    "uplink guard: close {} port {port}",
+                    protocol_name(*protocol)
+                )
+            }
+            Self::EnforceGuard => f.write_str("uplink guard: enforcing"),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! What the kernel holds of this node's objects, read through the subsystem handles. The diff
+//! ([`super::diff`]) compares it with the plan; nothing here decides anything.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use ipnet::IpNet;
+
+use super::{ReconcileError, Reconciler, diff, names};
+use crate::{
+    dataplane::{Attachment, ContainerIdentity, TcProgram},
+    netlink::{NamespaceState, Netlink, Netns},
+    plan::NodePlan,
+};
+
+/// A host-side interface named like gridnet's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostLink {
+    pub index: u32,
+    pub up: bool,
+    /// Only veths are gridnet's; an interface of another kind with such a name is never touched.
+    pub veth: bool,
+}
+
+/// The container side of a veth, read only where the datapath has no matching identity (a new,
+/// changed or half-made container); see [`super::change::Step::WriteIdentity`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inside {
+    /// `eth0`'s MAC, if `eth0` exists.
+    pub mac: Option<[u8; 6]>,
+    /// Whether `eth0` and `lo` are both up.
+    pub up: bool,
+    /// Addresses on `eth0` (link-local ones left out: the kernel manages them).
+    pub addresses: BTreeSet<IpNet>,
+    /// Gateways of the default routes.
+    pub gateways: BTreeSet<IpAddr>,
+}
+
+/// The kernel's side of this node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Datapath network ids, by network name.
+    pub networks: BTreeMap<String, u32>,
+    /// Namespaces with this node's prefix.
+    pub namespaces: BTreeMap<String, NamespaceState>,
+    /// Interfaces named like gridnet's host-side veths, by name.
+    pub host_links: BTreeMap<String, HostLink>,
+    /// Container identities in the datapath, by host-side ifindex.
+    pub identities: BTreeMap<u32, ContainerIdentity>,
+    /// Datapath endpoints: (network id, address) -> host-side ifindex.
+    pub endpoints: BTreeMap<(u32, IpAddr), u32>,
+    /// How `tc_from_container` is attached, by host-side ifindex (planned containers only).
+    pub attachments: BTreeMap<u32, Attachment>,
+    /// Interfaces with a pinned link of `tc_from_container`.
+    pub link_pins: BTreeSet<String>,
+    /// The container side of planned containers without a matching identity, by container.
+    pub inside: BTreeMap<String, Inside>,
+    /// Whether the guard runs on each configured uplink as the current program.
+    pub guards: BTreeMap<String, bool>,
+    /// The guard's allow-list.
+    pub uplink_ports: BTreeSet<(u8, u16)>,
+    pub guard_enforcing: bool,
+}
+
+impl Reconciler {
+    /// Reads what the kernel holds. Opens a socket into a container's namespace only for
+    /// containers whose datapath identity does not match the plan.
+    pub(super) async fn observe(&mut self, plan: &NodePlan) -> Result<Observed, ReconcileError> {
+        let mut observed = Observed {
+            networks: self.dataplane.networks()?,
+            identities: self.dataplane.containers()?,
+            endpoints: self.dataplane.endpoints()?,
+            link_pins: self.dataplane.tc_link_pins(TcProgram::FromContainer),
+            ..Observed::default()
+        };
+        observed.namespaces = Netns::states(&self.config.netns_prefix)
+            .map_err(ReconcileError::ListNetns)?
+            .into_iter()
+            .collect();
+        for link in self.netlink.links(names::HOST_IFNAME_PREFIX).await? {
+            if names::is_host_ifname(&link.name) {
+                let host = HostLink {
+                    index: link.index,
+                    up: link.up,
+                    veth: link.veth,
+                };
+                observed.host_links.insert(link.name, host);
+            }
+        }
+        for container in &plan.containers {
+            let host_name = names::host_ifname(&container.name);
+            let Some(host) = observed.host_links.get(&host_name).copied() else {
+                continue;
+            };
+            if !host.veth {
+                continue;
+            }
+            let attachment = self
+                .dataplane
+                .tc_attachment(TcProgram::FromContainer, &host_name, host.index)
+                .await?;
+            observed.attachments.insert(host.index, attachment);
+            let wanted = observed
+                .networks
+                .get(&container.network)
+                .map(|&id| diff::identity(container, id));
+            let matches =
+                wanted.is_some() && observed.identities.get(&host.index) == wanted.as_ref();
+            let ns_name = names::netns_name(&self.config.netns_prefix, &container.name);
+            let mounted = observed.namespaces.get(&ns_name) == Some(&NamespaceState::Mounted);
+            if !matches && mounted {
+                let inside = read_inside(&ns_name).await?;
+                observed.inside.insert(container.name.clone(), inside);
+            }
+        }
+        if !self.config.uplinks.is_empty() {
+            for uplink in &self.config.uplinks {
+                let current = self.dataplane.guard_is_current(uplink)?;
+                observed.guards.insert(uplink.clone(), current);
+            }
+            observed.uplink_ports = self.dataplane.uplink_ports()?;
+            observed.guard_enforcing = self.dataplane.guard_is_enforcing();
+        }
+        Ok(observed)
+    }
+}
+
+/// Reads a container's side through a netlink socket opened in its namespace for this call.
+async fn read_inside(ns_name: &str) -> Result<Inside, ReconcileError> {
+    let ns = Netns::open(ns_name)?;
+    let inside = Netlink::connect_in(&ns)?;
+    let mut seen = Inside::default();
+    let Some(eth0) = inside.link(names::CONTAINER_IFNAME).await? else {
+        return Ok(seen);
+    };
+    let lo_up = inside.link("lo").await?.is_some_and(|lo| lo.up);
+    seen.mac = eth0.mac;
+    seen.up = eth0.up && lo_up;
+    seen.addresses = inside
+        .addresses(eth0.index)
+        .await?
+        .into_iter()
+        .filter(|net| !is_link_local(net.addr()))
+        .collect();
+    seen.gateways = inside.default_gateways().await?.into_iter().collect();
+    Ok(seen)
+}
+
+fn is_link_local(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.is_unicast_link_local(),
+    }
+}
