@@ -42,6 +42,14 @@ pub struct NodeConfigFile {
     /// The local control socket (`gridnet status` talks to it).
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,
+    /// Seconds between passes when the ledger is quiet, which repair drift (see
+    /// [`super::RESYNC_INTERVAL`], the default).
+    #[serde(default = "default_resync_seconds")]
+    pub resync_seconds: u64,
+}
+
+fn default_resync_seconds() -> u64 {
+    super::RESYNC_INTERVAL.as_secs()
 }
 
 fn default_pin_root() -> PathBuf {
@@ -49,7 +57,7 @@ fn default_pin_root() -> PathBuf {
 }
 
 fn default_netns_prefix() -> String {
-    "gn-".into()
+    crate::reconcile::names::DEFAULT_NETNS_PREFIX.into()
 }
 
 fn default_control_socket() -> PathBuf {
@@ -136,6 +144,9 @@ impl NodeConfigFile {
         if !self.control_socket.is_absolute() {
             return invalid("control_socket", "must be an absolute path");
         }
+        if !(1..=3600).contains(&self.resync_seconds) {
+            return invalid("resync_seconds", "must be between 1 and 3600");
+        }
         Ok(())
     }
 }
@@ -173,6 +184,7 @@ mod tests {
             (valid() + "pin_root: relative/dir\n", "pin_root"),
             (valid() + "uplinks: [\"a/b\"]\n", "uplinks"),
             (valid() + "netns_prefix: \"\"\n", "netns_prefix"),
+            (valid() + "resync_seconds: 0\n", "resync_seconds"),
             (valid() + "surprise: 1\n", "unknown field"),
             (
                 valid().replace(

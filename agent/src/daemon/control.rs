@@ -30,10 +30,23 @@ pub struct Status {
     pub networks: Vec<String>,
     /// This node's containers.
     pub containers: Vec<ContainerStatus>,
-    /// The last reconcile error, if the last attempt failed (it is retried).
+    /// Objects the last pass could not realize, each with its reason (retried every pass).
+    pub failing: Vec<Failing>,
+    /// Why the last pass could not run at all, if it could not (it is retried).
     pub last_error: Option<String>,
-    /// How many reconciles changed something since the agent started.
+    /// Why the ledger cannot be read right now, if it cannot; the last good state is kept.
+    pub ledger_error: Option<String>,
+    /// How many passes changed something since the agent started.
     pub reconciles: u64,
+    /// How many passes ran since the agent started, whether they changed something or not.
+    pub passes: u64,
+    /// The datapath programs the agent has loaded, with their kernel ids.
+    pub programs: Vec<ProgramStatus>,
+    /// Programs put through the verifier since the agent started (once each: passes reuse them).
+    pub program_loads: u64,
+    /// Netlink sockets opened since the agent started: one for the node, and one per container
+    /// namespace while that container is created or repaired.
+    pub netlink_sockets_opened: u64,
     /// The XDP guard on each uplink: how it runs (`native`, `generic`) or `none`.
     pub uplinks: Vec<UplinkStatus>,
 }
@@ -43,6 +56,21 @@ pub struct Status {
 pub struct UplinkStatus {
     pub name: String,
     pub xdp: String,
+}
+
+/// An object of the plan the agent cannot realize.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failing {
+    /// What it is (`container alice.web`, `network alice/net`, ...).
+    pub object: String,
+    pub error: String,
+}
+
+/// A loaded datapath program.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramStatus {
+    pub name: String,
+    pub id: u32,
 }
 
 /// A refused ledger entry.

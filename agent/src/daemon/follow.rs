@@ -9,7 +9,6 @@ use tracing::{info, warn};
 
 use super::Desired;
 use crate::{
-    daemon::control::Rejected,
     ledger::{
         Entry, Replay,
         source::{LedgerSource as _, Location},
@@ -47,17 +46,23 @@ impl Follower {
         let desired = Desired {
             last_seq: self.replay.chain.last_applied(),
             plan: plan_node(self.replay.chain.state(), self.node_id),
-            rejected: self
-                .replay
-                .refused
-                .iter()
-                .map(|r| Rejected {
-                    seq: r.seq,
-                    reason: r.reason.to_string(),
-                })
-                .collect(),
+            rejected: self.replay.refused.clone(),
+            source_error: None,
         };
         self.tx.send(desired).is_ok()
+    }
+
+    /// Says why the source cannot be read, keeping the last good plan; false when nobody
+    /// listens any more.
+    fn publish_error(&self, error: String) -> bool {
+        let mut sent = false;
+        self.tx.send_if_modified(|desired| {
+            sent = true;
+            let changed = desired.source_error.as_ref() != Some(&error);
+            desired.source_error = Some(error);
+            changed
+        });
+        sent && !self.tx.is_closed()
     }
 }
 
@@ -80,6 +85,9 @@ pub async fn follow(location: Location, node_id: u32, tx: watch::Sender<Desired>
             Ok(source) => source,
             Err(e) => {
                 warn!(error = %e, "cannot open the ledger; keeping the last good state");
+                if published && !follower.publish_error(format!("cannot open the ledger: {e}")) {
+                    return;
+                }
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
@@ -100,6 +108,10 @@ pub async fn follow(location: Location, node_id: u32, tx: watch::Sender<Desired>
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot read the ledger; keeping the last good state");
+                    if published && !follower.publish_error(format!("cannot read the ledger: {e}"))
+                    {
+                        return;
+                    }
                     break;
                 }
             }

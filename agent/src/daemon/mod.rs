@@ -1,6 +1,9 @@
 //! `gridnet run`: the node agent. Follows the ledger, plans this node, reconciles the kernel,
 //! answers `gridnet status` on a local unix socket, and opens no network port.
 //!
+//! The agent opens its subsystem handles once (one netlink connection, the datapath with the
+//! programs it needs) and keeps them for its lifetime; each pass reuses them.
+//!
 //! Restart semantics: everything the datapath needs is pinned and attached in the kernel, so a
 //! killed agent leaves forwarding running; a restarted one reconciles against what it finds,
 //! which changes nothing when the plan has not changed.
@@ -11,16 +14,17 @@ mod follow;
 
 use std::{sync::Arc, time::Duration};
 
+use anyhow::Context as _;
 use tokio::sync::{RwLock, watch};
 use tracing::{info, warn};
 
 use crate::{
-    dataplane::AttachMode,
+    ledger::Refused,
     plan::NodePlan,
-    reconcile::{self, NodeConfig},
+    reconcile::{NodeConfig, Reconciler},
 };
 use config::NodeConfigFile;
-use control::{ContainerStatus, Rejected, Status, UplinkStatus};
+use control::{ContainerStatus, Failing, ProgramStatus, Rejected, Status, UplinkStatus};
 
 /// How often the agent reconciles even when the ledger is quiet, to repair drift (an operator
 /// deleting a veth by hand, a crashed reconcile). Short enough to heal within a minute, long
@@ -28,26 +32,36 @@ use control::{ContainerStatus, Rejected, Status, UplinkStatus};
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What the ledger says this node should host, as of one ledger position.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Desired {
     /// The last entry applied to the grid state.
     pub last_seq: Option<u64>,
     /// This node's plan at that point.
     pub plan: NodePlan,
     /// Entries refused so far, with reasons.
-    pub rejected: Vec<Rejected>,
+    pub rejected: Vec<Refused>,
+    /// Why the ledger cannot be read right now; the plan above is the last good one.
+    pub source_error: Option<String>,
 }
 
 /// Runs the agent until SIGINT or SIGTERM: follows the configured ledger and reconciles.
 pub async fn run(config: NodeConfigFile) -> anyhow::Result<()> {
     let ledger = config.ledger.to_string();
+    let node_config = NodeConfig {
+        pin_root: config.pin_root.clone(),
+        netns_prefix: config.netns_prefix.clone(),
+        attach: config.attach,
+        uplinks: config.uplinks.clone(),
+    };
+    let reconciler = Reconciler::open(node_config)
+        .context("cannot open the node's datapath and netlink (run as root, with a bpffs)")?;
     let (tx, mut desired) = watch::channel(Desired::default());
     let follower = tokio::spawn(follow::follow(config.ledger.clone(), config.node_id, tx));
     // The first plan comes from the ledger, not from the empty default: wait for it.
     if desired.changed().await.is_err() {
         anyhow::bail!("the ledger follower stopped before reading the ledger");
     }
-    let result = serve(&config, ledger, desired).await;
+    let result = serve(&config, ledger, reconciler, desired).await;
     follower.abort();
     result
 }
@@ -55,26 +69,22 @@ pub async fn run(config: NodeConfigFile) -> anyhow::Result<()> {
 async fn serve(
     config: &NodeConfigFile,
     ledger: String,
+    mut reconciler: Reconciler,
     mut desired: watch::Receiver<Desired>,
 ) -> anyhow::Result<()> {
-    let node_config = NodeConfig {
-        pin_root: config.pin_root.clone(),
-        netns_prefix: config.netns_prefix.clone(),
-        attach: config.attach,
-        uplinks: config.uplinks.clone(),
-    };
     let status = Arc::new(RwLock::new(Status {
         node_id: config.node_id,
         ledger,
-        attach_mode: AttachMode::resolve(config.attach).name().to_owned(),
+        attach_mode: reconciler.dataplane().attach_mode().name().to_owned(),
         ..Status::default()
     }));
     let listener = control::bind(&config.control_socket)?;
     let server = tokio::spawn(control::serve(listener, status.clone()));
     info!(socket = %config.control_socket.display(), "agent running");
 
-    let mut resync = tokio::time::interval(RESYNC_INTERVAL);
     // The first tick fires at once: reconcile what was read before waiting for changes.
+    let mut resync = tokio::time::interval(Duration::from_secs(config.resync_seconds));
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -89,7 +99,7 @@ async fn serve(
             _ = terminate.recv() => break,
         }
         let target = desired.borrow_and_update().clone();
-        reconcile_once(&target, &node_config, &status).await;
+        reconcile_once(&mut reconciler, &target, &status).await;
     }
     server.abort();
     let _ = std::fs::remove_file(&config.control_socket);
@@ -105,20 +115,51 @@ async fn serve(
     Ok(())
 }
 
-async fn reconcile_once(target: &Desired, config: &NodeConfig, status: &RwLock<Status>) {
-    let result = reconcile::apply(&target.plan, config).await;
-    let uplinks = uplink_status(&config.uplinks).await;
+async fn reconcile_once(reconciler: &mut Reconciler, target: &Desired, status: &RwLock<Status>) {
+    let result = reconciler.reconcile(&target.plan).await;
+    let uplinks = uplink_status(reconciler).await;
     let mut status = status.write().await;
+    status.passes += 1;
     status.uplinks = uplinks;
     status.last_seq = target.last_seq;
-    status.rejected.clone_from(&target.rejected);
+    status.ledger_error.clone_from(&target.source_error);
+    status.rejected = target
+        .rejected
+        .iter()
+        .map(|r| Rejected {
+            seq: r.seq,
+            reason: r.reason.to_string(),
+        })
+        .collect();
+    status.programs = reconciler
+        .dataplane()
+        .loaded_programs()
+        .into_iter()
+        .map(|(program, id)| ProgramStatus {
+            name: program.name().to_owned(),
+            id,
+        })
+        .collect();
+    status.program_loads = reconciler.dataplane().program_loads();
+    status.netlink_sockets_opened = crate::netlink::connections_opened();
     match result {
-        Ok(report) => {
-            if !report.changes.is_empty() {
+        Ok(outcome) => {
+            if !outcome.applied.is_empty() {
                 status.reconciles += 1;
-                info!(changes = report.changes.len(), seq = ?target.last_seq, "reconciled");
+                info!(changes = outcome.applied.len(), seq = ?target.last_seq, "reconciled");
+                for change in &outcome.applied {
+                    info!(change = %change);
+                }
             }
             status.last_error = None;
+            status.failing = outcome
+                .failed
+                .iter()
+                .map(|f| Failing {
+                    object: f.object.to_string(),
+                    error: f.error.clone(),
+                })
+                .collect();
             status.networks = target
                 .plan
                 .networks
@@ -145,14 +186,11 @@ async fn reconcile_once(target: &Desired, config: &NodeConfig, status: &RwLock<S
     }
 }
 
-/// How the guard runs on each uplink, read back from the kernel.
-async fn uplink_status(uplinks: &[String]) -> Vec<UplinkStatus> {
-    let Ok(netlink) = crate::netlink::Netlink::connect() else {
-        return Vec::new();
-    };
+/// How the guard runs on each uplink, read back from the kernel through the node's netlink.
+async fn uplink_status(reconciler: &Reconciler) -> Vec<UplinkStatus> {
     let mut out = Vec::new();
-    for name in uplinks {
-        let xdp = match netlink.link(name).await {
+    for name in &reconciler.config().uplinks {
+        let xdp = match reconciler.netlink().link(name).await {
             Ok(Some(link)) => link.xdp.unwrap_or("none").to_owned(),
             Ok(None) => "missing interface".to_owned(),
             Err(e) => format!("unknown ({e})"),
