@@ -93,7 +93,10 @@ fn the_agent_realizes_the_ledger_and_listens_on_no_network_port() -> anyhow::Res
     }
 
     // With TCX, each container veth's attachment is a pinned link.
-    let tcx_pins = node.pin_root.join("tcx");
+    let tcx_pins = gridnet_agent::dataplane::pins::links_dir(
+        &node.pin_root,
+        gridnet_common::verdict::Program::TcFromContainer,
+    );
     if agent.status()?["attach_mode"] == "tcx" {
         ensure!(
             std::fs::read_dir(&tcx_pins)?.count() == 2,

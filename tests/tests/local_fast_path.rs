@@ -367,7 +367,11 @@ fn attach_mode_is_probed_and_netlink_fallback_works() -> anyhow::Result<()> {
         let node = Node::new()?;
         node.apply_with(&two_networks(), extra)?;
         let host = gridnet_agent::reconcile::names::host_ifname("a1");
-        let tcx_pin = node.pin_root.join("tcx").join(&host);
+        let tcx_pin = gridnet_agent::dataplane::pins::link_pin(
+            &node.pin_root,
+            gridnet_common::verdict::Program::TcFromContainer,
+            &host,
+        );
         let filters = run_in(
             node.ns.name(),
             "tc",

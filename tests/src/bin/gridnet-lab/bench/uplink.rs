@@ -128,7 +128,10 @@ fn guard(duration: Duration, generic: bool) -> anyhow::Result<(u64, u64, f64)> {
     if generic {
         // Unpinning the link detaches it; the program stays pinned and keeps its maps.
         gridnet_agent::dataplane::detach_xdp(&up.node.pin_root, "up0")?;
-        let program = up.node.pin_root.join("xdp_uplink");
+        let program = gridnet_agent::dataplane::pins::program_pin(
+            &up.node.pin_root,
+            gridnet_common::verdict::Program::XdpUplink,
+        );
         let program = program.to_str().context("pin path")?;
         let out = run_in(
             up.node.ns.name(),
