@@ -64,7 +64,7 @@ fn act(ctx: &TcContext, ifindex: u32, action: Action) -> (Verdict, DropReason, i
             }
             // SAFETY: a plain helper call; `peer` is an ifindex from our own map.
             let code = unsafe { bpf_redirect_peer(peer, 0) } as i32;
-            if code == TC_ACT_REDIRECT as i32 {
+            if code == TC_ACT_REDIRECT {
                 (Verdict::Forward, DropReason::None, code)
             } else {
                 drop(DropReason::RedirectFailed)
@@ -87,5 +87,5 @@ fn reply<T>(ctx: &TcContext, ifindex: u32, reply: &T) -> (Verdict, DropReason, i
 
 #[inline(always)]
 fn drop(reason: DropReason) -> (Verdict, DropReason, i32) {
-    (Verdict::Drop, reason, TC_ACT_SHOT as i32)
+    (Verdict::Drop, reason, TC_ACT_SHOT)
 }
