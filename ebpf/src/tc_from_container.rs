@@ -9,7 +9,7 @@ use aya_ebpf::{
 use gridnet_common::{
     GATEWAY_MAC,
     datapath::{Action, arp_reply, from_container, neighbor_advert},
-    packet::Frame,
+    packet::{Frame, Wire},
     verdict::{DropReason, Program, Verdict},
 };
 
@@ -21,7 +21,7 @@ struct Skb<'a>(&'a TcContext);
 
 impl Frame for Skb<'_> {
     #[inline(always)]
-    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
+    fn load<T: Wire>(&self, offset: usize) -> Option<T> {
         self.0.load::<T>(offset).ok()
     }
 }
