@@ -8,22 +8,82 @@ use core::mem::size_of;
 /// A received frame the datapath can read typed headers from.
 pub trait Frame {
     /// The `T` at byte `offset`, or `None` when the frame is too short.
-    fn load<T: Copy>(&self, offset: usize) -> Option<T>;
+    fn load<T: Wire>(&self, offset: usize) -> Option<T>;
 }
 
 impl Frame for [u8] {
     #[inline(always)]
-    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
+    fn load<T: Wire>(&self, offset: usize) -> Option<T> {
         let end = offset.checked_add(size_of::<T>())?;
         if end > self.len() {
             return None;
         }
-        // SAFETY: `offset..end` is inside the slice (checked above), and every `T` read here is
-        // a header made of byte arrays, valid for any bit pattern; `read_unaligned` needs no
-        // alignment.
+        // SAFETY: `offset..end` is inside the slice (checked above), so the read stays in bounds;
+        // `T: Wire` is valid for any bit pattern (see `Wire`), so any bytes make a valid `T`;
+        // `read_unaligned` needs no alignment.
         Some(unsafe { self.as_ptr().add(offset).cast::<T>().read_unaligned() })
     }
 }
+
+/// What a [`Frame`] can be read as: a wire header, a byte, or a byte array.
+///
+/// # Safety
+///
+/// Reading a `Wire` type out of packet bytes must be sound whatever the bytes are, so every
+/// implementor is made of `u8` and `[u8; N]` only (a `#[repr(C)]` struct when it has fields):
+/// any bit pattern is a valid value, there is no padding to leave uninitialised, and nothing in
+/// it points anywhere. The trait is sealed so that only this crate, which checks that, can
+/// implement it; each implementation also asserts alignment 1 at compile time.
+///
+/// ```
+/// use gridnet_common::packet::Frame;
+///
+/// let bytes = [0x86, 0xdd, 0x60];
+/// assert_eq!(bytes[..].load::<[u8; 2]>(0), Some([0x86, 0xdd]));
+/// assert_eq!(bytes[..].load::<[u8; 2]>(2), None);
+/// ```
+///
+/// Nothing else can be loaded, a reference for one:
+///
+/// ```compile_fail,E0277
+/// use gridnet_common::packet::Frame;
+///
+/// let bytes = [0u8; 16];
+/// let _ = bytes[..].load::<&u8>(0);
+/// ```
+///
+/// and no other crate can add one:
+///
+/// ```compile_fail,E0277
+/// #[derive(Clone, Copy)]
+/// struct Flag(bool);
+/// impl gridnet_common::packet::Wire for Flag {}
+/// ```
+pub trait Wire: sealed::Sealed + Copy {}
+
+pub(crate) mod sealed {
+    /// Not nameable outside this crate, so no other crate can implement [`super::Wire`].
+    pub trait Sealed {}
+}
+
+/// Makes types [`Wire`]: only for types made of `u8` and `[u8; N]` (see its `# Safety`).
+macro_rules! wire {
+    ($($t:ty),+ $(,)?) => {$(
+        impl $crate::packet::sealed::Sealed for $t {}
+        impl $crate::packet::Wire for $t {}
+        const _: () = assert!(core::mem::align_of::<$t>() == 1);
+    )+};
+}
+pub(crate) use wire;
+
+// Single bytes (ICMP types, TCP flags) and short runs of them (an IPv6 extension header's
+// first two bytes); wider integers are read as byte arrays, since their byte order is the
+// caller's to choose.
+wire!(u8);
+impl<const N: usize> sealed::Sealed for [u8; N] {}
+impl<const N: usize> Wire for [u8; N] {}
+
+wire!(EthHdr, ArpIpv4, Ipv4Hdr, Ipv6Hdr, NdMessage);
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;

@@ -51,6 +51,8 @@ pub struct Ports {
     pub src: [u8; 2],
     pub dst: [u8; 2],
 }
+const _: () = assert!(core::mem::size_of::<Ports>() == 4);
+crate::packet::wire!(Ports);
 
 /// Decides whether a frame that arrived on an uplink may reach the node.
 #[inline(always)]

@@ -43,7 +43,7 @@ impl Tables for Maps {
     #[inline(always)]
     fn iface(&self, ifindex: u32) -> Option<Iface> {
         // SAFETY: the value is copied out at once; no reference outlives the lookup.
-        unsafe { GRIDNET_IFACE_1.get(&ifindex) }.copied()
+        unsafe { GRIDNET_IFACE_1.get(ifindex) }.copied()
     }
 
     #[inline(always)]
@@ -76,13 +76,13 @@ pub fn count(program: Program, verdict: Verdict, reason: DropReason, network_id:
         _pad: 0,
         network_id,
     };
-    let counter = match GRIDNET_STATS_1.get_ptr_mut(&key) {
+    let counter = match GRIDNET_STATS_1.get_ptr_mut(key) {
         Some(counter) => counter,
         None => {
             // A lost race with another CPU inserting the same key is harmless: the value is
             // per-CPU, and BPF_NOEXIST keeps the other CPU's slot.
-            let _ = GRIDNET_STATS_1.insert(&key, &Stats::default(), 0);
-            match GRIDNET_STATS_1.get_ptr_mut(&key) {
+            let _ = GRIDNET_STATS_1.insert(key, Stats::default(), 0);
+            match GRIDNET_STATS_1.get_ptr_mut(key) {
                 Some(counter) => counter,
                 None => return,
             }

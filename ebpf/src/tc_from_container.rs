@@ -9,7 +9,7 @@ use aya_ebpf::{
 use gridnet_common::{
     GATEWAY_MAC,
     datapath::{Action, arp_reply, from_container, neighbor_advert},
-    packet::Frame,
+    packet::{Frame, Wire},
     verdict::{DropReason, Program, Verdict},
 };
 
@@ -21,7 +21,7 @@ struct Skb<'a>(&'a TcContext);
 
 impl Frame for Skb<'_> {
     #[inline(always)]
-    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
+    fn load<T: Wire>(&self, offset: usize) -> Option<T> {
         self.0.load::<T>(offset).ok()
     }
 }
@@ -64,7 +64,7 @@ fn act(ctx: &TcContext, ifindex: u32, action: Action) -> (Verdict, DropReason, i
             }
             // SAFETY: a plain helper call; `peer` is an ifindex from our own map.
             let code = unsafe { bpf_redirect_peer(peer, 0) } as i32;
-            if code == TC_ACT_REDIRECT as i32 {
+            if code == TC_ACT_REDIRECT {
                 (Verdict::Forward, DropReason::None, code)
             } else {
                 drop(DropReason::RedirectFailed)
@@ -87,5 +87,5 @@ fn reply<T>(ctx: &TcContext, ifindex: u32, reply: &T) -> (Verdict, DropReason, i
 
 #[inline(always)]
 fn drop(reason: DropReason) -> (Verdict, DropReason, i32) {
-    (Verdict::Drop, reason, TC_ACT_SHOT as i32)
+    (Verdict::Drop, reason, TC_ACT_SHOT)
 }

@@ -4,7 +4,7 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_xdp_load_bytes, macros::xdp, programs::XdpContext,
 };
 use gridnet_common::{
-    packet::Frame,
+    packet::{Frame, Wire},
     uplink::{Guard, from_uplink},
     verdict::{DropReason, Program, Verdict},
 };
@@ -18,10 +18,10 @@ struct Packet<'a>(&'a XdpContext);
 
 impl Frame for Packet<'_> {
     #[inline(always)]
-    fn load<T: Copy>(&self, offset: usize) -> Option<T> {
+    fn load<T: Wire>(&self, offset: usize) -> Option<T> {
         let mut value = core::mem::MaybeUninit::<T>::uninit();
-        // SAFETY: the helper writes exactly `size_of::<T>()` bytes into `value` or fails; every
-        // `T` read here is a byte-array header, valid for any bit pattern.
+        // SAFETY: the helper writes at most `size_of::<T>()` bytes, into `value`, which has
+        // room for exactly that many.
         let rc = unsafe {
             bpf_xdp_load_bytes(
                 self.0.ctx,
@@ -30,7 +30,8 @@ impl Frame for Packet<'_> {
                 core::mem::size_of::<T>() as u32,
             )
         };
-        // SAFETY: initialised by the successful helper call.
+        // SAFETY: a successful call wrote all `size_of::<T>()` bytes, and `T: Wire` is valid
+        // for any bit pattern.
         (rc == 0).then(|| unsafe { value.assume_init() })
     }
 }

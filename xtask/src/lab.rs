@@ -4,7 +4,7 @@
 //! xtask itself depends on nothing gridnet builds, so that `cargo xtask` compiles on a fresh
 //! machine and can install what the agent's build needs (bpf-linker, protoc) before building it.
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
@@ -38,9 +38,7 @@ pub fn run(job: Job, args: &[String]) -> anyhow::Result<()> {
             "cargo build",
         )?;
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask lives inside the workspace")?;
+    let workspace = crate::workspace_root()?;
     let agent = workspace.join("target").join(profile).join("gridnet");
     let status = Command::new("cargo")
         .current_dir(workspace)

@@ -1,7 +1,8 @@
 //! `cargo xtask setup`: installs what a fresh machine lacks, and nothing twice.
 //!
 //! - Debian packages the tests, the demo and the VM harness use;
-//! - the `rust-src` component of the nightly toolchain (eBPF builds `core` from source);
+//! - rustup components: `rust-src` for nightly (eBPF builds `core` from source), rustfmt and
+//!   clippy for the lint stage;
 //! - `bpf-linker`, built against the LLVM that ships inside the nightly toolchain.
 //!
 //! A second run only checks, in a few seconds.
@@ -37,7 +38,7 @@ const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 
 pub fn run() -> anyhow::Result<()> {
     apt_packages()?;
-    rust_src()?;
+    rust_components()?;
     bpf_linker()?;
     println!("setup: ready");
     Ok(())
@@ -76,22 +77,41 @@ fn installed(package: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
-fn rust_src() -> anyhow::Result<()> {
-    let out = Command::new("rustup")
-        .args(["component", "list", "--installed", "--toolchain", "nightly"])
-        .output()
-        .context("rustup is needed (with a `nightly` toolchain) to build the eBPF programs")?;
-    if String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.starts_with("rust-src"))
-    {
-        return Ok(());
+/// rustup components, each for a reason: `(toolchain, component)`, where `None` is the
+/// toolchain cargo runs xtask with.
+const COMPONENTS: &[(Option<&str>, &str)] = &[
+    (None, "rustfmt"),             // the lint stage's format check
+    (None, "clippy"),              // the lint stage, host crates
+    (Some("nightly"), "clippy"),   // the lint stage, the eBPF crate
+    (Some("nightly"), "rust-src"), // eBPF builds `core` from source
+];
+
+fn rust_components() -> anyhow::Result<()> {
+    for &(toolchain, component) in COMPONENTS {
+        let mut list = Command::new("rustup");
+        list.args(["component", "list", "--installed"]);
+        if let Some(toolchain) = toolchain {
+            list.args(["--toolchain", toolchain]);
+        }
+        let out = list.output().context(
+            "rustup is needed (with a `nightly` toolchain) to build and lint the eBPF programs",
+        )?;
+        if String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with(component))
+        {
+            continue;
+        }
+        let on = toolchain.unwrap_or("the default toolchain");
+        println!("setup: adding {component} to {on}");
+        let mut add = Command::new("rustup");
+        add.args(["component", "add", component]);
+        if let Some(toolchain) = toolchain {
+            add.args(["--toolchain", toolchain]);
+        }
+        run_cmd(&mut add, "rustup component add")?;
     }
-    println!("setup: adding rust-src to the nightly toolchain");
-    run_cmd(
-        Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
-        "rustup component add",
-    )
+    Ok(())
 }
 
 fn bpf_linker() -> anyhow::Result<()> {

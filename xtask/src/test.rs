@@ -1,9 +1,10 @@
 //! `cargo xtask test`: everything CI runs, in order of cost.
 //!
 //! 1. `setup` (a no-op when the machine is ready);
-//! 2. the agent binary, which the privileged tests drive as a real operator would;
-//! 3. `cargo test` over the workspace: unit tests and privileged tests on this kernel (root);
-//! 4. the same privileged tests inside QEMU on Debian's kernels (`vm-test`).
+//! 2. `lint`: rustfmt and clippy, the eBPF crate on its own target; any finding stops the run;
+//! 3. the agent binary, which the privileged tests drive as a real operator would;
+//! 4. `cargo test` over the workspace: unit tests and privileged tests on this kernel (root);
+//! 5. the same privileged tests inside QEMU on Debian's kernels (`vm-test`).
 //!
 //! Ends with one line `test: N passed, M failed`.
 
@@ -29,6 +30,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !crate::setup::is_root() {
         bail!("the privileged tests need root: run `sudo -E cargo xtask test`");
     }
+    crate::lint::run().context("lint stage (`cargo xtask lint` repeats just this stage)")?;
     crate::setup::run_cmd(
         Command::new("cargo").args(["build", "-p", "gridnet-agent"]),
         "cargo build",
