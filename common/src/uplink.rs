@@ -14,16 +14,11 @@
 use crate::{
     maps::{PortKey, UplinkConfig},
     packet::{
-        ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Frame, IPPROTO_ICMPV6, Ipv4Hdr, Ipv6Hdr,
+        ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Frame, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr,
     },
     verdict::DropReason,
 };
-
-pub const IPPROTO_HOPOPTS: u8 = 0;
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_FRAGMENT: u8 = 44;
 
 /// TCP header flags.
 const TCP_SYN: u8 = 0x02;

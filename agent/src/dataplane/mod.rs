@@ -10,7 +10,7 @@
 //! attachments, compares program tags, and leaves identical programs in place.
 //!
 //! # Minimum kernel version
-//! Container forwarding: 5.10 (`bpf_redirect_peer`), with BTF; TCX links 6.6 (netlink cls_bpf
+//! Container forwarding: 5.10 (`bpf_redirect_peer`); TCX links 6.6 (netlink cls_bpf
 //! before). The uplink guard: 5.18 (`bpf_xdp_load_bytes`). Tested on 6.1, 6.12 and 6.18; see
 //! `docs/kernels.md`.
 
@@ -68,7 +68,7 @@ impl TcProgram {
 pub enum DataplaneError {
     #[error("pin root {path} is not usable: {reason}")]
     PinRoot { path: PathBuf, reason: String },
-    #[error("cannot load the eBPF object (are you root, with BPF and BTF in the kernel?)")]
+    #[error("cannot load the eBPF object (are you root, with BPF in the kernel?)")]
     Load(#[source] aya::EbpfError),
     #[error("cannot {action} program `{}`", program.name())]
     Program {

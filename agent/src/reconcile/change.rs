@@ -179,8 +179,8 @@ impl Change {
 
 fn protocol_name(protocol: u8) -> &'static str {
     match protocol {
-        gridnet_common::uplink::IPPROTO_TCP => "tcp",
-        gridnet_common::uplink::IPPROTO_UDP => "udp",
+        gridnet_common::packet::IPPROTO_TCP => "tcp",
+        gridnet_common::packet::IPPROTO_UDP => "udp",
         _ => "ip",
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use crate::plan::{GatewayMode, NodePlan};
 
-use gridnet_common::uplink::{IPPROTO_TCP as TCP, IPPROTO_UDP as UDP};
+use gridnet_common::packet::{IPPROTO_TCP as TCP, IPPROTO_UDP as UDP};
 
 /// The public port of a gateway mode.
 pub const fn gateway_port(mode: GatewayMode) -> u16 {
