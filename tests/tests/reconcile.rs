@@ -1,0 +1,208 @@
+//! The agent's passes: long-lived handles, and objects that fail one at a time.
+
+use std::{collections::BTreeSet, time::Duration, time::Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use gridnet_agent::ledger::Body;
+use gridnet_tests::{Agent, Node, TestLedger, network_entry, node_entry, ping, run_in};
+
+const NODE: u32 = 1;
+
+fn container(name: &str, host: u8) -> Body {
+    Body::Container {
+        name: name.into(),
+        network: "web".into(),
+        node_id: NODE,
+        ipv4: [10, 1, 1, host].into(),
+        ipv6: None,
+    }
+}
+
+/// A ledger with alice's network `web` on the node and `containers` (name, host byte) in it;
+/// returns the ledger and its last seq.
+fn ledger(node: &Node, containers: &[(&str, u8)]) -> anyhow::Result<(TestLedger, u64)> {
+    let mut ledger = TestLedger::new(node.workdir())?;
+    for twin in ["farmer", "alice"] {
+        ledger.twin(twin)?;
+    }
+    ledger.submit("farmer", node_entry(NODE, "192.0.2.1", None)?)?;
+    let mut seq = ledger.submit("alice", network_entry("web", NODE, 51820)?)?;
+    for &(name, host) in containers {
+        seq = ledger.submit("alice", container(name, host))?;
+    }
+    Ok((ledger, seq))
+}
+
+fn passes(status: &serde_json::Value) -> u64 {
+    status["passes"].as_u64().unwrap_or(0)
+}
+
+fn failing(status: &serde_json::Value) -> Vec<String> {
+    status["failing"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|f| f["object"].as_str().unwrap_or("?").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The ids of the BPF programs a process holds, from its descriptors' fdinfo.
+fn held_program_ids(pid: u32) -> anyhow::Result<BTreeSet<u32>> {
+    let mut ids = BTreeSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let info = std::fs::read_to_string(fd?.path()).unwrap_or_default();
+        for line in info.lines() {
+            if let Some(id) = line.strip_prefix("prog_id:") {
+                ids.insert(id.trim().parse()?);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+fn fd_count(pid: u32) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// Waits until the agent's descriptor count is `want`: a status request holds one for a moment.
+fn fds_settle(agent: &Agent, want: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let count = fd_count(agent.pid())?;
+        if count == want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the agent holds {count} descriptors, it held {want} before");
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn resyncs_of_an_unchanged_plan_load_no_program_and_open_no_netlink_socket() -> anyhow::Result<()> {
+    let node = Node::new()?;
+    let (ledger, seq) = ledger(&node, &[("a1", 2), ("a2", 3)])?;
+    let agent = node.run_agent(NODE, ledger.file.path(), "resync_seconds: 1\n")?;
+    let before = agent
+        .wait_for(60, |s| {
+            s["last_seq"] == seq
+                && passes(s) >= 2
+                && failing(s).is_empty()
+                && s["last_error"].is_null()
+        })
+        .with_context(|| node.agent_log())?;
+    let programs = before["programs"].clone();
+    ensure!(
+        programs.as_array().map(Vec::len) == Some(1) && programs[0]["name"] == "tc_from_container",
+        "a node without uplinks loads tc_from_container only: {programs}"
+    );
+    let pin_root = &node.pin_root;
+    let guard_pin = gridnet_agent::dataplane::pins::program_pin(
+        pin_root,
+        gridnet_common::verdict::Program::XdpUplink,
+    );
+    ensure!(
+        !guard_pin.exists(),
+        "the guard was loaded without an uplink"
+    );
+    let held = held_program_ids(agent.pid())?;
+    let fds = fd_count(agent.pid())?;
+
+    let after = agent.wait_for(60, |s| passes(s) >= passes(&before) + 5)?;
+    assert_eq!(after["programs"], programs, "program ids changed");
+    assert_eq!(after["program_loads"], before["program_loads"]);
+    assert_eq!(
+        after["netlink_sockets_opened"], before["netlink_sockets_opened"],
+        "a pass opened a netlink socket"
+    );
+    assert_eq!(
+        held_program_ids(agent.pid())?,
+        held,
+        "held programs changed"
+    );
+    fds_settle(&agent, fds)?;
+    assert_eq!(
+        after["reconciles"], before["reconciles"],
+        "an unchanged plan changed something"
+    );
+    ensure!(
+        ping(&node.container_ns("alice.a1"), "10.1.1.3", 2)?,
+        "a1 cannot reach a2"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_crash_leftover_is_repaired_and_a_refused_container_blocks_no_other() -> anyhow::Result<()> {
+    let node = Node::new()?;
+    // What a SIGKILL between creating a namespace's mount point and mounting it leaves.
+    let leftover =
+        std::path::Path::new(gridnet_agent::netlink::NETNS_DIR).join(node.container_ns("alice.x1"));
+    std::fs::create_dir_all(gridnet_agent::netlink::NETNS_DIR)?;
+    std::fs::File::create(&leftover)?;
+    // An interface of another kind (a bridge) holding x2's host-side name: the kernel refuses
+    // the veth.
+    let taken = gridnet_agent::reconcile::names::host_ifname("alice.x2");
+    let added = run_in(
+        node.ns.name(),
+        "ip",
+        &["link", "add", "name", &taken, "type", "bridge"],
+    )?;
+    ensure!(added.status.success(), "ip link add: {added:?}");
+
+    let (ledger, seq) = ledger(&node, &[("x1", 2), ("x2", 3), ("x3", 4)])?;
+    let agent = node.run_agent(NODE, ledger.file.path(), "resync_seconds: 1\n")?;
+    let status = agent
+        .wait_for(60, |s| s["last_seq"] == seq && passes(s) >= 2)
+        .with_context(|| node.agent_log())?;
+    assert_eq!(failing(&status), ["container alice.x2"], "{status:#}");
+    let error = status["failing"][0]["error"].as_str().unwrap_or_default();
+    ensure!(error.contains("veth"), "the error names the step: {error}");
+    ensure!(status["last_error"].is_null(), "{status:#}");
+    for (from, to) in [("alice.x1", "10.1.1.4"), ("alice.x3", "10.1.1.2")] {
+        ensure!(
+            ping(&node.container_ns(from), to, 2)?,
+            "{from} cannot reach {to}"
+        );
+    }
+    let kept = run_in(node.ns.name(), "ip", &["link", "show", &taken])?;
+    ensure!(
+        kept.status.success(),
+        "the agent deleted an interface it did not make"
+    );
+
+    // Once the name is free, the next pass realizes x2.
+    let deleted = run_in(node.ns.name(), "ip", &["link", "del", &taken])?;
+    ensure!(deleted.status.success(), "ip link del: {deleted:?}");
+    agent
+        .wait_for(30, |s| failing(s).is_empty())
+        .with_context(|| node.agent_log())?;
+    ensure!(
+        ping(&node.container_ns("alice.x1"), "10.1.1.3", 2)?,
+        "x1 cannot reach x2 once it is realized"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_damaged_ledger_shows_in_status_and_keeps_the_last_good_state() -> anyhow::Result<()> {
+    let node = Node::new()?;
+    let (ledger, seq) = ledger(&node, &[("d1", 2), ("d2", 3)])?;
+    let agent = node.run_agent(NODE, ledger.file.path(), "resync_seconds: 1\n")?;
+    agent
+        .wait_for(60, |s| s["last_seq"] == seq && failing(s).is_empty())
+        .with_context(|| node.agent_log())?;
+    std::fs::write(ledger.file.path(), b"- seq: [not a ledger\n")?;
+    let status = agent
+        .wait_for(30, |s| !s["ledger_error"].is_null())
+        .with_context(|| node.agent_log())?;
+    assert_eq!(status["last_seq"], seq, "the last good state was lost");
+    ensure!(
+        ping(&node.container_ns("alice.d1"), "10.1.1.3", 2)?,
+        "forwarding stopped with the ledger"
+    );
+    Ok(())
+}
