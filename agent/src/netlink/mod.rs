@@ -3,6 +3,7 @@
 //! One [`Netlink`] talks to one network namespace: the one its socket was opened in.
 
 mod netns;
+pub mod sysctl;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -289,16 +290,19 @@ impl Netlink {
     }
 
     /// Makes the default route of `gateway`'s family go through `gateway` on link `index`,
-    /// replacing one that goes elsewhere.
+    /// replacing one that goes elsewhere. The gateway is on-link whatever the link's addresses
+    /// say: containers hold a /32 and a /128, so they never need a neighbour but the gateway.
     pub async fn set_default_route(&self, index: u32, gateway: IpAddr) -> Result<(), NetlinkError> {
         let message = match gateway {
             IpAddr::V4(gw) => RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gw)
                 .output_interface(index)
+                .onlink()
                 .build(),
             IpAddr::V6(gw) => RouteMessageBuilder::<Ipv6Addr>::new()
                 .gateway(gw)
                 .output_interface(index)
+                .onlink()
                 .build(),
         };
         self.handle

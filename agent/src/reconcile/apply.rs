@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     dataplane::TcProgram,
-    netlink::{Netlink, Netns},
+    netlink::{Netlink, Netns, sysctl},
 };
 
 impl Reconciler {
@@ -135,6 +135,14 @@ impl Reconciler {
                     )
                     .await?;
                 work.host_index = None;
+            }
+            Step::SilenceHost => {
+                sysctl::disable_ipv6(&target.host_ifname).map_err(|source| {
+                    ReconcileError::Sysctl {
+                        interface: target.host_ifname.clone(),
+                        source,
+                    }
+                })?;
             }
             Step::BringUp => {
                 let host = work.host_index(&self.netlink).await?;

@@ -52,7 +52,8 @@ pub struct ContainerTarget {
     pub netns: String,
     /// Its veth's host-side name.
     pub host_ifname: String,
-    /// Its addresses, with the prefix length of their subnets.
+    /// Its addresses, as a /32 and a /128: every other address is reached through the gateway,
+    /// so a container keeps one neighbour entry (the gateway's) however large its network is.
     pub ipv4: IpNet,
     pub ipv6: IpNet,
     pub gateway_v4: Ipv4Addr,
@@ -72,6 +73,9 @@ pub enum Step {
     CreateLink {
         stale_host: Option<u32>,
     },
+    /// Turns IPv6 off on the host side, before it comes up: the host side carries no address
+    /// and originates nothing into the container.
+    SilenceHost,
     /// Sets the container's `eth0` and `lo` and the host side up.
     BringUp,
     AddAddress(IpNet),
@@ -95,6 +99,7 @@ impl fmt::Display for Step {
             } => {
                 write!(f, "recreate its veth (replacing interface {i})")
             }
+            Self::SilenceHost => f.write_str("turn IPv6 off on its host side"),
             Self::BringUp => f.write_str("set its links up"),
             Self::AddAddress(net) => write!(f, "add {net}"),
             Self::RemoveAddress(net) => write!(f, "remove {net}"),

@@ -172,10 +172,8 @@ fn container_change(
         network: network.name.clone(),
         netns: names::netns_name(&config.netns_prefix, &container.name),
         host_ifname: names::host_ifname(&container.name),
-        ipv4: IpNet::new(IpAddr::V4(container.ipv4), network.subnet.prefix_len())
-            .unwrap_or_else(|_| IpNet::from(IpAddr::V4(container.ipv4))),
-        ipv6: IpNet::new(IpAddr::V6(container.ipv6), network.subnet_v6.prefix_len())
-            .unwrap_or_else(|_| IpNet::from(IpAddr::V6(container.ipv6))),
+        ipv4: IpNet::from(IpAddr::V4(container.ipv4)),
+        ipv6: IpNet::from(IpAddr::V6(container.ipv6)),
         gateway_v4: network.gateway_v4(),
         gateway_v6: network.gateway_v6(),
         identity: identity(container, network_id),
@@ -202,6 +200,7 @@ fn container_change(
             stale_host: host.filter(|h| h.veth).map(|h| h.index),
         });
         steps.extend([
+            Step::SilenceHost,
             Step::BringUp,
             Step::AddAddress(target.ipv4),
             Step::AddAddress(target.ipv6),
@@ -212,24 +211,32 @@ fn container_change(
         ]);
     } else if let Some(host) = host {
         kept = Some(host.index);
-        match inside.filter(|_| !realized) {
+        if !host.silent {
+            steps.push(Step::SilenceHost);
+        }
+        match inside {
             Some(inside) => {
                 if !inside.up || !host.up {
                     steps.push(Step::BringUp);
                 }
                 let wanted: BTreeSet<IpNet> = [target.ipv4, target.ipv6].into();
+                let before = steps.len();
                 for net in inside.addresses.difference(&wanted) {
                     steps.push(Step::RemoveAddress(*net));
                 }
                 for net in wanted.difference(&inside.addresses) {
                     steps.push(Step::AddAddress(*net));
                 }
+                // Removing a container's last address flushes its routes: set them again.
+                let readdressed = steps.len() > before;
                 for gateway in [IpAddr::V4(target.gateway_v4), IpAddr::V6(target.gateway_v6)] {
-                    if !inside.gateways.contains(&gateway) {
+                    if readdressed || !inside.gateways.contains(&gateway) {
                         steps.push(Step::SetDefaultRoute(gateway));
                     }
                 }
-                steps.push(Step::WriteIdentity);
+                if !realized {
+                    steps.push(Step::WriteIdentity);
+                }
             }
             None if !host.up => steps.push(Step::BringUp),
             None => {}

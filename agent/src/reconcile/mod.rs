@@ -16,7 +16,7 @@ pub mod observe;
 pub mod uplink;
 mod validate;
 
-use std::path::PathBuf;
+use std::{collections::BTreeSet, path::PathBuf};
 
 pub use change::{Change, ContainerTarget, Object, Step};
 pub use validate::{MAX_CONTAINER_NAME, PlanError, usable, validate};
@@ -80,6 +80,12 @@ pub enum ReconcileError {
     ListNetns(#[source] std::io::Error),
     #[error("link `{name}` vanished while it was being set up")]
     LinkVanished { name: String },
+    #[error("cannot turn IPv6 off on `{interface}`")]
+    Sysctl {
+        interface: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The node's subsystem handles, opened once and kept for the agent's lifetime.
@@ -88,6 +94,9 @@ pub struct Reconciler {
     /// The node's one netlink handle; the dataplane shares it.
     netlink: Netlink,
     dataplane: Dataplane,
+    /// Containers whose own side was read and found right (or made right) in this agent's
+    /// lifetime; see [`observe::Inside`].
+    verified: BTreeSet<String>,
 }
 
 impl Reconciler {
@@ -99,6 +108,7 @@ impl Reconciler {
             config,
             netlink,
             dataplane,
+            verified: BTreeSet::new(),
         })
     }
 
@@ -129,6 +139,13 @@ impl Reconciler {
             .failed
             .extend(refused.map(|(object, error)| Failure { object, error }));
         outcome.failed.sort_by(|a, b| a.object.cmp(&b.object));
+        let failed: BTreeSet<&Object> = outcome.failed.iter().map(|f| &f.object).collect();
+        self.verified = plan
+            .containers
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|name| !failed.contains(&Object::Container(name.clone())))
+            .collect();
         Ok(outcome)
     }
 }

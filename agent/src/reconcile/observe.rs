@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use super::{ReconcileError, Reconciler, diff, names};
 use crate::{
     dataplane::{Attachment, ContainerIdentity, TcProgram},
-    netlink::{NamespaceState, Netlink, Netns},
+    netlink::{NamespaceState, Netlink, Netns, sysctl},
     plan::NodePlan,
 };
 
@@ -22,10 +22,13 @@ pub struct HostLink {
     pub up: bool,
     /// Only veths are gridnet's; an interface of another kind with such a name is never touched.
     pub veth: bool,
+    /// Whether IPv6 is off on it (read for planned containers only).
+    pub silent: bool,
 }
 
-/// The container side of a veth, read only where the datapath has no matching identity (a new,
-/// changed or half-made container); see [`super::change::Step::WriteIdentity`].
+/// The container side of a veth, read once per agent lifetime and whenever the datapath has no
+/// matching identity (a new, changed or half-made container); see
+/// [`super::change::Step::WriteIdentity`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inside {
     /// `eth0`'s MAC, if `eth0` exists.
@@ -85,18 +88,21 @@ impl Reconciler {
                     index: link.index,
                     up: link.up,
                     veth: link.veth,
+                    silent: false,
                 };
                 observed.host_links.insert(link.name, host);
             }
         }
         for container in &plan.containers {
             let host_name = names::host_ifname(&container.name);
-            let Some(host) = observed.host_links.get(&host_name).copied() else {
+            let Some(host) = observed.host_links.get_mut(&host_name) else {
                 continue;
             };
             if !host.veth {
                 continue;
             }
+            host.silent = sysctl::ipv6_disabled(&host_name).unwrap_or(false);
+            let host = *host;
             let attachment = self
                 .dataplane
                 .tc_attachment(TcProgram::FromContainer, &host_name, host.index)
@@ -110,7 +116,9 @@ impl Reconciler {
                 wanted.is_some() && observed.identities.get(&host.index) == wanted.as_ref();
             let ns_name = names::netns_name(&self.config.netns_prefix, &container.name);
             let mounted = observed.namespaces.get(&ns_name) == Some(&NamespaceState::Mounted);
-            if !matches && mounted {
+            // Each container's side is read once in the agent's lifetime (at start: an upgrade
+            // or a tenant may have changed it) and whenever its identity does not match.
+            if (!matches || !self.verified.contains(&container.name)) && mounted {
                 let inside = read_inside(&ns_name).await?;
                 observed.inside.insert(container.name.clone(), inside);
             }

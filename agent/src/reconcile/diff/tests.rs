@@ -64,6 +64,7 @@ fn realized(plan: &NodePlan) -> Observed {
                 index,
                 up: true,
                 veth: true,
+                silent: true,
             },
         );
         observed.identities.insert(index, identity(c, id));
@@ -116,9 +117,10 @@ fn a_new_container_gets_every_step_and_a_new_network_an_id() {
         [
             Step::CreateNamespace,
             Step::CreateLink { stale_host: None },
+            Step::SilenceHost,
             Step::BringUp,
-            Step::AddAddress(net("10.1.1.2/24")),
-            Step::AddAddress(net("fd00:1:0:1::2/64")),
+            Step::AddAddress(net("10.1.1.2/32")),
+            Step::AddAddress(net("fd00:1:0:1::2/128")),
             Step::SetDefaultRoute(ip("10.1.1.1")),
             Step::SetDefaultRoute(ip("fd00:1:0:1::1")),
             Step::WriteIdentity,
@@ -138,7 +140,7 @@ fn a_changed_address_is_moved_inside_and_its_old_endpoints_forgotten() {
         Inside {
             mac: Some(container("a1", 2).mac.0),
             up: true,
-            addresses: [net("10.1.1.2/24"), net("fd00:1:0:1::2/64")].into(),
+            addresses: [net("10.1.1.2/32"), net("fd00:1:0:1::2/128")].into(),
             gateways: [ip("10.1.1.1"), ip("fd00:1:0:1::1")].into(),
         },
     );
@@ -146,10 +148,13 @@ fn a_changed_address_is_moved_inside_and_its_old_endpoints_forgotten() {
     assert_eq!(
         steps_of(&diff, "a1"),
         [
-            Step::RemoveAddress(net("10.1.1.2/24")),
-            Step::RemoveAddress(net("fd00:1:0:1::2/64")),
-            Step::AddAddress(net("10.1.1.7/24")),
-            Step::AddAddress(net("fd00:1:0:1::7/64")),
+            Step::RemoveAddress(net("10.1.1.2/32")),
+            Step::RemoveAddress(net("fd00:1:0:1::2/128")),
+            Step::AddAddress(net("10.1.1.7/32")),
+            Step::AddAddress(net("fd00:1:0:1::7/128")),
+            // Removing the last address flushed the routes.
+            Step::SetDefaultRoute(ip("10.1.1.1")),
+            Step::SetDefaultRoute(ip("fd00:1:0:1::1")),
             Step::WriteIdentity,
         ]
     );
@@ -250,6 +255,7 @@ fn an_interface_of_another_kind_is_never_deleted() {
             index: 100,
             up: true,
             veth: false,
+            silent: false,
         },
     );
     // Not a veth: nothing to delete; creating the veth then fails for this one object.
@@ -291,6 +297,41 @@ fn the_guard_follows_the_plan_only_with_uplinks() {
             Change::EnforceGuard,
         ]
     );
+}
+
+#[test]
+fn an_earlier_releases_subnet_addresses_become_host_addresses_at_start() {
+    let plan = plan(vec![container("a1", 2)]);
+    let mut observed = realized(&plan);
+    // Read once at start: the identity matches, but the container holds /24 and /64 addresses.
+    observed.inside.insert(
+        "a1".into(),
+        Inside {
+            mac: Some(container("a1", 2).mac.0),
+            up: true,
+            addresses: [net("10.1.1.2/24"), net("fd00:1:0:1::2/64")].into(),
+            gateways: [ip("10.1.1.1"), ip("fd00:1:0:1::1")].into(),
+        },
+    );
+    observed
+        .host_links
+        .values_mut()
+        .for_each(|h| h.silent = false);
+    let diff = diff(&plan, &observed, &config());
+    assert_eq!(
+        steps_of(&diff, "a1"),
+        [
+            Step::SilenceHost,
+            Step::RemoveAddress(net("10.1.1.2/24")),
+            Step::RemoveAddress(net("fd00:1:0:1::2/64")),
+            Step::AddAddress(net("10.1.1.2/32")),
+            Step::AddAddress(net("fd00:1:0:1::2/128")),
+            Step::SetDefaultRoute(ip("10.1.1.1")),
+            Step::SetDefaultRoute(ip("fd00:1:0:1::1")),
+        ]
+    );
+    // The veth and its datapath entries stay.
+    assert_eq!(diff.changes.len(), 1);
 }
 
 #[test]
