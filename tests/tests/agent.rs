@@ -8,7 +8,9 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use gridnet_agent::ledger::{Body, model::ObjectKind};
-use gridnet_tests::{Agent, Node, TestLedger, network_entry, node_entry, ping, run_in, within};
+use gridnet_tests::{
+    Agent, Node, TestLedger, network_entry, node_entry, ping, proto::WIREGUARD_PORT, run_in, within,
+};
 
 const NODE: u32 = 1;
 
@@ -31,7 +33,7 @@ fn grid() -> anyhow::Result<(Node, TestLedger, Agent)> {
         ledger.twin(twin)?;
     }
     ledger.submit("farmer", node_entry(NODE, "192.0.2.1", None)?)?;
-    ledger.submit("alice", network_entry("web", NODE, 51820)?)?;
+    ledger.submit("alice", network_entry("web", NODE, WIREGUARD_PORT)?)?;
     ledger.submit("alice", container("a1", 2))?;
     let seq = ledger.submit("alice", container("a2", 3))?;
     let agent = node.run_agent(NODE, ledger.file.path(), "")?;
@@ -250,7 +252,7 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
     }
     let public = gridnet_tests::NODE_IP;
     ledger.submit("farmer", node_entry(NODE, public, Some(public))?)?;
-    ledger.submit("alice", network_entry("web", NODE, 51820)?)?;
+    ledger.submit("alice", network_entry("web", NODE, WIREGUARD_PORT)?)?;
     let seq = ledger.submit("alice", container("a1", 2))?;
     let agent = node.run_agent(NODE, ledger.file.path(), "uplinks: [up0]\n")?;
     let status = agent.wait_for(30, |s| {
@@ -263,7 +265,7 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
     std::thread::spawn(move || for _ in listener.incoming() {});
     let addr: std::net::SocketAddr = format!("{}:80", gridnet_tests::NODE_IP).parse()?;
     let reachable = || -> anyhow::Result<bool> {
-        Ok(within(&up.inet, move || {
+        Ok(within(up.inet.name(), move || {
             TcpStream::connect_timeout(&addr, Duration::from_secs(1))
         })?
         .is_ok())

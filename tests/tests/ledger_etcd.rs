@@ -9,7 +9,7 @@ use gridnet_agent::ledger::{
     etcd::{EtcdError, EtcdLedger},
     source::{LedgerSource, SourceError},
 };
-use gridnet_tests::{Etcd, Node, TestLedger, ping};
+use gridnet_tests::{Etcd, Node, TestLedger, TestNetns, ping, proto::WIREGUARD_PORT};
 
 fn twin(name: &str) -> Body {
     Body::Twin {
@@ -263,41 +263,40 @@ fn an_agent_follows_etcd_through_an_etcd_restart() -> anyhow::Result<()> {
     // etcd in a namespace of its own, one veth away from the node: the agent reaches it
     // outward, as a node reaches its grid's etcd.
     let node = Node::new()?;
-    let etcd_ns = format!("gridnet-etcdns-{}", gridnet_tests::unique_id());
-    gridnet_agent::netlink::Netns::create(&etcd_ns)?;
-    let _etcd_ns_guard = NsGuard(etcd_ns.clone());
+    let etcd_netns = TestNetns::new("etcdns")?;
+    let etcd_ns = etcd_netns.name();
     let ip = gridnet_tests::ip;
     ip(
         node.ns.name(),
         &[
-            "link", "add", "ctl0", "type", "veth", "peer", "name", "ctl0", "netns", &etcd_ns,
+            "link", "add", "ctl0", "type", "veth", "peer", "name", "ctl0", "netns", etcd_ns,
         ],
     )?;
     for (ns, addr) in [
         (node.ns.name(), "10.250.0.2/24"),
-        (etcd_ns.as_str(), "10.250.0.1/24"),
+        (etcd_ns, "10.250.0.1/24"),
     ] {
         ip(ns, &["addr", "add", addr, "dev", "ctl0"])?;
         ip(ns, &["link", "set", "ctl0", "up"])?;
         ip(ns, &["link", "set", "lo", "up"])?;
     }
-    let mut etcd = Etcd::start_in(&etcd_ns, "10.250.0.1")?;
+    let mut etcd = Etcd::start_in(etcd_ns, "10.250.0.1")?;
     let endpoints = vec![etcd.client_url.clone()];
 
     for name in ["farmer", "alice"] {
-        append_in(&etcd_ns, &endpoints, name, twin(name))?;
+        append_in(etcd_ns, &endpoints, name, twin(name))?;
     }
     append_in(
-        &etcd_ns,
+        etcd_ns,
         &endpoints,
         "farmer",
         gridnet_tests::node_entry(1, "192.0.2.1", None)?,
     )?;
     append_in(
-        &etcd_ns,
+        etcd_ns,
         &endpoints,
         "alice",
-        gridnet_tests::network_entry("web", 1, 51820)?,
+        gridnet_tests::network_entry("web", 1, WIREGUARD_PORT)?,
     )?;
     let container = |name: &str, host: u8| Body::Container {
         name: name.into(),
@@ -306,8 +305,8 @@ fn an_agent_follows_etcd_through_an_etcd_restart() -> anyhow::Result<()> {
         ipv4: [10, 1, 1, host].into(),
         ipv6: None,
     };
-    append_in(&etcd_ns, &endpoints, "alice", container("a1", 2))?;
-    let seq = append_in(&etcd_ns, &endpoints, "alice", container("a2", 3))?;
+    append_in(etcd_ns, &endpoints, "alice", container("a1", 2))?;
+    let seq = append_in(etcd_ns, &endpoints, "alice", container("a2", 3))?;
 
     let config = format!(
         "ledger:\n  etcd:\n    endpoints: [\"{}\"]\n    prefix: /grid\n",
@@ -321,7 +320,7 @@ fn an_agent_follows_etcd_through_an_etcd_restart() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}\n{}", node.agent_log()))?;
 
     etcd.restart()?;
-    let seq = append_in(&etcd_ns, &endpoints, "alice", container("a3", 4))?;
+    let seq = append_in(etcd_ns, &endpoints, "alice", container("a3", 4))?;
     let status = agent
         .wait_for(30, |s| {
             s["last_seq"] == seq && s["containers"].as_array().is_some_and(|c| c.len() == 3)
@@ -338,13 +337,4 @@ fn an_agent_follows_etcd_through_an_etcd_restart() -> anyhow::Result<()> {
     drop(agent);
     drop(etcd);
     Ok(())
-}
-
-/// Deletes a namespace the test made, on drop.
-struct NsGuard(String);
-
-impl Drop for NsGuard {
-    fn drop(&mut self) {
-        let _ = gridnet_agent::netlink::Netns::delete(&self.0);
-    }
 }

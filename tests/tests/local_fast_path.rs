@@ -330,12 +330,12 @@ fn a_bad_plan_changes_nothing() -> anyhow::Result<()> {
 
 #[test]
 fn bpf_stats_without_pins_fails_clearly() -> anyhow::Result<()> {
+    // A fresh name, so nothing can be pinned there.
+    let pin_root = gridnet_tests::names::pin_root(&gridnet_tests::names::unique_name("unpinned"));
     let out = std::process::Command::new(gridnet_tests::gridnet_bin()?)
-        .args([
-            "bpf-stats",
-            "--pin-root",
-            "/sys/fs/bpf/gridnet-test-nothing-here",
-        ])
+        .arg("bpf-stats")
+        .arg("--pin-root")
+        .arg(&pin_root)
         .output()?;
     ensure!(
         !out.status.success(),

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use gridnet_agent::ledger::Body;
-use gridnet_tests::{Node, TestLedger, network_entry, node_entry, run_in};
+use gridnet_tests::{Node, TestLedger, network_entry, node_entry, proto::WIREGUARD_PORT, run_in};
 
 use super::Section;
 
@@ -20,7 +20,7 @@ fn setup(ledger: &mut TestLedger, networks: u32) -> anyhow::Result<()> {
     for n in 0..networks {
         ledger.submit(
             "alice",
-            network_entry(&format!("n{n}"), 1, 51820 + n as u16)?,
+            network_entry(&format!("n{n}"), 1, WIREGUARD_PORT + n as u16)?,
         )?;
     }
     Ok(())

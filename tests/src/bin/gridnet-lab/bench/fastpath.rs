@@ -9,8 +9,8 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use gridnet_agent::{netlink::Netns, plan::NodePlan};
-use gridnet_tests::{Node, in_netns, ip, test_container, test_network, unique_id, within};
+use gridnet_agent::plan::NodePlan;
+use gridnet_tests::{Node, TestNetns, in_netns, ip, test_container, test_network, within};
 
 use super::Section;
 
@@ -46,8 +46,8 @@ pub fn run(seconds: u64) -> anyhow::Result<Section> {
     // The baseline: the same two namespaces' shape, joined by a bridge.
     let bridge = BridgeNet::new()?;
     let baseline = Pair {
-        client: bridge.ns[0].clone(),
-        server: bridge.ns[1].clone(),
+        client: bridge.ns[0].name().to_owned(),
+        server: bridge.ns[1].name().to_owned(),
         server_ip: "10.9.0.3",
     };
 
@@ -136,49 +136,39 @@ fn request_response(pair: &Pair) -> anyhow::Result<f64> {
 
 /// Two namespaces on a Linux bridge in a third, removed on drop.
 struct BridgeNet {
-    ns: [String; 2],
-    hub: String,
+    ns: [TestNetns; 2],
+    hub: TestNetns,
 }
 
 impl BridgeNet {
     fn new() -> anyhow::Result<Self> {
-        let id = unique_id();
         let net = Self {
-            ns: [format!("gridnet-br{id}-a"), format!("gridnet-br{id}-b")],
-            hub: format!("gridnet-br{id}-hub"),
+            ns: [TestNetns::new("br-a")?, TestNetns::new("br-b")?],
+            hub: TestNetns::new("br-hub")?,
         };
-        for name in net.ns.iter().chain([&net.hub]) {
-            Netns::create(name)?;
-        }
-        ip(&net.hub, &["link", "add", "br0", "type", "bridge"])?;
-        ip(&net.hub, &["link", "set", "br0", "up"])?;
+        let hub = net.hub.name();
+        ip(hub, &["link", "add", "br0", "type", "bridge"])?;
+        ip(hub, &["link", "set", "br0", "up"])?;
         for (i, (ns, addr)) in net
             .ns
             .iter()
+            .map(TestNetns::name)
             .zip(["10.9.0.2/24", "10.9.0.3/24"])
             .enumerate()
         {
             let port = format!("p{i}");
             ip(
-                &net.hub,
+                hub,
                 &[
                     "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns,
                 ],
             )?;
-            ip(&net.hub, &["link", "set", &port, "master", "br0", "up"])?;
+            ip(hub, &["link", "set", &port, "master", "br0", "up"])?;
             ip(ns, &["addr", "add", addr, "dev", "eth0"])?;
             ip(ns, &["link", "set", "eth0", "up"])?;
             ip(ns, &["link", "set", "lo", "up"])?;
         }
         Ok(net)
-    }
-}
-
-impl Drop for BridgeNet {
-    fn drop(&mut self) {
-        for name in self.ns.iter().chain([&self.hub]) {
-            let _ = Netns::delete(name);
-        }
     }
 }
 
