@@ -1,11 +1,11 @@
 //! `gridnet run` as a test drives it: started in a node with a generated configuration, asked
 //! for its status over its control socket, killed on drop.
 
-use std::{path::PathBuf, process::Command};
+use std::{path::PathBuf, process::Command, time::Duration};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 
-use crate::{Node, gridnet_bin, in_netns};
+use crate::{Node, gridnet_bin, in_netns, wait};
 
 /// A running `gridnet run` in a node, stopped (SIGKILL) on drop.
 pub struct Agent {
@@ -75,27 +75,23 @@ impl Agent {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
-    /// Waits (up to `seconds`) until the status satisfies `ready`.
+    /// Waits (up to `seconds`) until the status satisfies `ready`; fails with the last status
+    /// seen. The status reports a reconcile once it is done, so a status that names the last
+    /// ledger entry means the datapath realises it.
     pub fn wait_for(
         &self,
         seconds: u64,
         ready: impl Fn(&serde_json::Value) -> bool,
     ) -> anyhow::Result<serde_json::Value> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-        loop {
-            if let Ok(status) = self.status()
-                && ready(&status)
-            {
-                return Ok(status);
-            }
-            if std::time::Instant::now() > deadline {
-                bail!(
-                    "the agent did not get there in {seconds} s; last status: {:?}",
-                    self.status().ok()
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
+        let status = wait::until(
+            Duration::from_secs(seconds),
+            "the agent's status to match",
+            // An agent still starting has no control socket yet: waited out, and shown if it
+            // never comes.
+            || Ok(self.status().map_err(|e| format!("{e:#}"))),
+            |status| status.as_ref().is_ok_and(&ready),
+        )?;
+        status.map_err(anyhow::Error::msg)
     }
 }
 

@@ -11,6 +11,8 @@
 //! - [`ping`], [`serve_identity`], [`fetch`], [`RawSender`]: traffic.
 //! - [`counter`], [`xdp_drops`]: the datapath's counters in `bpf-stats --json`.
 //! - [`TestLedger`], [`node_entry`], [`network_entry`]: ledgers; [`Etcd`]: a real etcd.
+//! - [`wait::until`]: wait on a condition with a deadline (never sleep and hope).
+//! - [`listens_on`], [`socket_inodes`], [`inet_sockets`]: what a process holds, from `/proc`.
 //! - [`names`]: how everything the tests create is named; [`proto`]: protocol numbers.
 
 mod agent;
@@ -21,11 +23,13 @@ pub mod names;
 mod netns;
 mod node;
 mod plan;
+mod procfs;
 pub mod proto;
 mod stats;
 mod tempdir;
 mod traffic;
 mod uplink;
+pub mod wait;
 
 pub use agent::Agent;
 pub use command::{gridnet_bin, ip, run_in};
@@ -35,6 +39,7 @@ pub use names::unique_id;
 pub use netns::{TestNetns, in_netns, within};
 pub use node::Node;
 pub use plan::{test_container, test_network};
+pub use procfs::{InetSocket, inet_sockets, listens_on, socket_inodes};
 pub use stats::{counter, xdp_drops};
 pub use tempdir::TempDir;
 pub use traffic::{RawSender, fetch, ping, serve_identity};

@@ -9,7 +9,8 @@ use std::{
 use anyhow::{Context as _, ensure};
 use gridnet_agent::ledger::{Body, model::ObjectKind};
 use gridnet_tests::{
-    Agent, Node, TestLedger, network_entry, node_entry, ping, proto::WIREGUARD_PORT, run_in, within,
+    Agent, Node, TestLedger, inet_sockets, network_entry, node_entry, ping, proto::WIREGUARD_PORT,
+    run_in, socket_inodes, within,
 };
 
 const NODE: u32 = 1;
@@ -51,22 +52,6 @@ fn ns(node: &Node, container: &str) -> String {
     node.container_ns(&format!("alice.{container}"))
 }
 
-/// Socket inodes the process holds.
-fn socket_inodes(pid: u32) -> anyhow::Result<Vec<String>> {
-    let mut inodes = Vec::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
-        let target = std::fs::read_link(fd?.path()).unwrap_or_default();
-        if let Some(inode) = target
-            .to_str()
-            .and_then(|t| t.strip_prefix("socket:["))
-            .and_then(|t| t.strip_suffix(']'))
-        {
-            inodes.push(inode.to_owned());
-        }
-    }
-    Ok(inodes)
-}
-
 #[test]
 fn the_agent_realizes_the_ledger_and_listens_on_no_network_port() -> anyhow::Result<()> {
     let (node, mut ledger, agent) = grid()?;
@@ -83,15 +68,13 @@ fn the_agent_realizes_the_ledger_and_listens_on_no_network_port() -> anyhow::Res
         !inodes.is_empty(),
         "the agent holds no sockets at all? (control socket missing)"
     );
-    for table in ["tcp", "tcp6", "udp", "udp6"] {
-        let text = std::fs::read_to_string(format!("/proc/{}/net/{table}", agent.pid()))?;
-        for line in text.lines().skip(1) {
-            let inode = line.split_whitespace().nth(9).unwrap_or("");
-            ensure!(
-                !inodes.iter().any(|i| i == inode),
-                "the agent has an {table} socket: {line}"
-            );
-        }
+    for socket in inet_sockets(agent.pid())? {
+        ensure!(
+            !inodes.contains(&socket.inode),
+            "the agent has a {} socket: {}",
+            socket.table,
+            socket.line
+        );
     }
 
     // With TCX, each container veth's attachment is a pinned link.

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use anyhow::ensure;
+use anyhow::{bail, ensure};
 use gridnet_agent::ledger::{
     self, Body, Chain, Entry,
     etcd::{EtcdError, EtcdLedger},
     source::{LedgerSource, SourceError},
 };
-use gridnet_tests::{Etcd, Node, TestLedger, TestNetns, ping, proto::WIREGUARD_PORT};
+use gridnet_tests::{Etcd, Node, TestLedger, TestNetns, ping, proto::WIREGUARD_PORT, wait};
 
 fn twin(name: &str) -> Body {
     Body::Twin {
@@ -111,6 +111,15 @@ async fn appends_are_ordered_and_racing_writers_never_share_a_seq() -> anyhow::R
     Ok(())
 }
 
+/// How long two fresh watches may take to reach etcd: milliseconds on loopback; the margin is
+/// for a loaded machine.
+const WATCH_SETUP: Duration = Duration::from_secs(10);
+
+/// How long a watch that wrongly starts in the past gets to show it. etcd hands such a watch
+/// its history from a loop that runs every 100 ms, so a wrong wake comes within a period or two
+/// of the watch's registration; nothing else can end this wait early but a failure.
+const WRONG_WAKE_WINDOW: Duration = Duration::from_millis(500);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_wakes_on_new_entries() -> anyhow::Result<()> {
     let etcd = Etcd::start()?;
@@ -122,14 +131,28 @@ async fn a_follower_wakes_on_new_entries() -> anyhow::Result<()> {
     assert_eq!(seen.len(), 1);
     // The watch starts after what was read: it must not wake for entry 0.
     let mut watcher = EtcdLedger::connect(&endpoints, "/grid").await?;
-    let early = tokio::spawn(async move { watcher.wait_after(revision).await });
-    let waiting = tokio::spawn(async move { follower.wait_from(1).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    ensure!(!early.is_finished(), "the watch woke with nothing new");
-    ensure!(
-        !waiting.is_finished(),
-        "the follower returned with nothing new"
-    );
+    let mut early = tokio::spawn(async move { watcher.wait_after(revision).await });
+    let mut waiting = tokio::spawn(async move { follower.wait_from(1).await });
+    // Both watches in place in etcd first, so the window below starts from there; a watch that
+    // wakes early ends its task, and so this wait, at once.
+    tokio::task::block_in_place(|| {
+        wait::until(
+            WATCH_SETUP,
+            "etcd to hold both watches",
+            || {
+                Ok((
+                    etcd.watchers()?,
+                    early.is_finished() || waiting.is_finished(),
+                ))
+            },
+            |&(watchers, ended)| watchers >= 2 || ended,
+        )
+    })?;
+    tokio::select! {
+        woke = &mut early => bail!("the watch woke with nothing new: {woke:?}"),
+        read = &mut waiting => bail!("the follower returned with nothing new: {read:?}"),
+        () = tokio::time::sleep(WRONG_WAKE_WINDOW) => {}
+    }
     append_retrying(&mut writer, "bob", twin("bob")).await?;
     let new: Vec<Entry> = tokio::time::timeout(Duration::from_secs(10), waiting).await???;
     assert_eq!(new.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);

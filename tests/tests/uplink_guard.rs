@@ -11,12 +11,12 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, ensure};
+use anyhow::{Context as _, bail, ensure};
 use gridnet_agent::plan::{GatewayMode, GatewayPlan, NetworkPlan, NodePlan};
 use gridnet_tests::{
     INET_IP, NODE_IP, TempDir, Uplinked, in_netns, ip,
     proto::{ETHERTYPE_IPV4, ETHERTYPE_LLDP, HTTPS_PORT, IPPROTO_TCP, WIREGUARD_PORT},
-    test_network, unique_id, uplinked, within,
+    test_network, unique_id, uplinked, wait, within,
 };
 
 fn plan(gateway: bool) -> NodePlan {
@@ -61,17 +61,30 @@ fn node_listener(up: &Uplinked, port: u16) -> anyhow::Result<Arc<AtomicU32>> {
     Ok(accepted)
 }
 
-/// Waits (up to 3 s, for slow emulated kernels) until `counter` reaches `want`, then reports
-/// its value; a value above `want` shows at once.
-fn settle(counter: &AtomicU32, want: u32) -> u32 {
-    for _ in 0..30 {
-        if counter.load(Ordering::SeqCst) >= want {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    counter.load(Ordering::SeqCst)
+/// How long the datapath and the listener thread get to account for traffic already sent: on a
+/// veth it takes microseconds; the margin is for slow emulated kernels.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// Checks that exactly `expected` connections reached the listening socket, `expected` being
+/// how many connects the internet side saw succeed.
+///
+/// Exact is sound here: a connect succeeds only once the handshake is complete, and each
+/// complete handshake is one accept, which the listener thread counts a moment later, so the
+/// count reaches `expected`; a connect that failed never completed a handshake (had its SYN
+/// reached the socket, the node's SYN-ACK would have completed it), so it adds nothing, now or
+/// later. Once the count reaches `expected` and every connect has returned, nothing can move it.
+fn assert_accepted(accepted: &AtomicU32, expected: u32) -> anyhow::Result<()> {
+    let seen = wait::until(
+        SETTLE,
+        &format!("{expected} accepted connections"),
+        || Ok(accepted.load(Ordering::SeqCst)),
+        |&n| n >= expected,
+    )?;
+    ensure!(
+        seen == expected,
+        "{seen} connections reached the socket, {expected} expected"
+    );
+    Ok(())
 }
 
 fn connect_from_inet(up: &Uplinked, port: u16) -> anyhow::Result<bool> {
@@ -97,7 +110,7 @@ fn unsolicited_connections_never_reach_a_listening_socket() -> anyhow::Result<()
         connect_from_inet(&up, 2222)?,
         "without the guard the service must be reachable"
     );
-    assert_eq!(settle(&accepted, 1), 1);
+    assert_accepted(&accepted, 1)?;
 
     let applied = guard(&up, false)?;
     ensure!(
@@ -108,7 +121,7 @@ fn unsolicited_connections_never_reach_a_listening_socket() -> anyhow::Result<()
         !connect_from_inet(&up, 2222)?,
         "the guard let an unsolicited connection in"
     );
-    assert_eq!(settle(&accepted, 2), 1, "a connection reached the socket");
+    assert_accepted(&accepted, 1).context("a blocked connection reached the socket")?;
     ensure!(
         xdp_drops(&up, "unsolicited")? > 0,
         "the drop was not counted"
@@ -163,7 +176,7 @@ fn gateway_ports_open_and_close_with_the_plan() -> anyhow::Result<()> {
         !connect_from_inet(&up, HTTPS_PORT)?,
         "the gateway port stayed open"
     );
-    assert_eq!(settle(&accepted, 1), 1);
+    assert_accepted(&accepted, 1)?;
     Ok(())
 }
 
@@ -181,6 +194,10 @@ impl Drop for WgDevice {
     }
 }
 
+/// How long wireguard-go may take to bring up a device: well under a second here; the margin is
+/// for slow emulated kernels.
+const WG_START: Duration = Duration::from_secs(5);
+
 fn wg_device(ns: &str, name: &str, address: &str) -> anyhow::Result<WgDevice> {
     let mut command = Command::new("wireguard-go");
     command
@@ -191,16 +208,23 @@ fn wg_device(ns: &str, name: &str, address: &str) -> anyhow::Result<WgDevice> {
     let child = command
         .spawn()
         .context("wireguard-go (apt package wireguard-go)")?;
-    let device = WgDevice {
+    let mut device = WgDevice {
         name: name.to_owned(),
         child,
     };
-    for _ in 0..50 {
-        if std::path::Path::new(&format!("/var/run/wireguard/{name}.sock")).exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The device exists once its UAPI socket does: wireguard-go creates the TUN first.
+    let socket = std::path::PathBuf::from(format!("/var/run/wireguard/{name}.sock"));
+    wait::until(
+        WG_START,
+        &format!("wireguard-go to create {}", socket.display()),
+        || {
+            if let Some(status) = device.child.try_wait()? {
+                bail!("wireguard-go exited: {status}");
+            }
+            Ok(socket.exists())
+        },
+        |&up| up,
+    )?;
     ip(ns, &["addr", "add", address, "dev", name])?;
     ip(ns, &["link", "set", name, "up"])?;
     Ok(device)
@@ -329,11 +353,12 @@ fn malformed_and_truncated_frames_are_dropped_without_harm() -> anyhow::Result<(
         f.extend([0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x02, 0, 0, 0, 0, 0, 0]);
         f
     };
-    let before = (
-        xdp_drops(&up, "malformed")?,
-        xdp_drops(&up, "fragment")?,
-        xdp_drops(&up, "unsupported_protocol")?,
-    );
+    let drops = || -> anyhow::Result<[u64; 3]> {
+        let stats = up.node.bpf_stats()?;
+        Ok(["malformed", "fragment", "unsupported_protocol"]
+            .map(|reason| gridnet_tests::xdp_drops(&stats, Some(reason))))
+    };
+    let before = drops()?;
     let mut truncated = ipv4(0x45, [0x40, 0]);
     truncated.truncate(24);
     let frames = vec![
@@ -344,22 +369,30 @@ fn malformed_and_truncated_frames_are_dropped_without_harm() -> anyhow::Result<(
         eth(ETHERTYPE_IPV4),   // nothing after the Ethernet header
         ipv4(0x65, [0x40, 0]), // version 6 in an IPv4 frame
     ];
+    let sent = frames.len() as u64;
     send_raw(&up, frames)?;
-    std::thread::sleep(Duration::from_millis(200));
-    let after = (
-        xdp_drops(&up, "malformed")?,
-        xdp_drops(&up, "fragment")?,
-        xdp_drops(&up, "unsupported_protocol")?,
+    // A veth hands frames to the peer's XDP program asynchronously. Once every frame sent is
+    // counted, none is left in flight, so the counts are final and can be checked exactly.
+    let counted = wait::until(
+        SETTLE,
+        &format!("{sent} frames counted as malformed, fragment or unsupported protocol"),
+        || {
+            let now = drops()?;
+            Ok([0, 1, 2].map(|i| now[i].saturating_sub(before[i])))
+        },
+        |counted| counted.iter().sum::<u64>() >= sent,
+    )?;
+    assert_eq!(
+        counted,
+        [4, 1, 1],
+        "malformed, fragment, unsupported protocol"
     );
-    assert_eq!(after.0 - before.0, 4, "malformed");
-    assert_eq!(after.1 - before.1, 1, "fragment");
-    assert_eq!(after.2 - before.2, 1, "unsupported protocol");
     // No harm: the allowed service still works, and the node's own traffic too.
     ensure!(
         connect_from_inet(&up, HTTPS_PORT)?,
         "the gateway port stopped working"
     );
-    assert_eq!(settle(&accepted, 1), 1);
+    assert_accepted(&accepted, 1)?;
     ensure!(gridnet_tests::ping(up.node.ns.name(), INET_IP, 1)?);
     Ok(())
 }

@@ -8,14 +8,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, ensure};
+use anyhow::{Context as _, bail, ensure};
 use gridnet_agent::plan::NodePlan;
-use gridnet_tests::{Node, TestNetns, in_netns, ip, test_container, test_network, within};
+use gridnet_tests::{
+    Node, TestNetns, in_netns, ip, listens_on, test_container, test_network, wait, within,
+};
 
 use super::Section;
 
 /// Request/response round trips per latency measurement.
 const ROUND_TRIPS: u32 = 20_000;
+
+/// iperf3's own default port, named on both sides so the readiness check looks for the right one.
+const IPERF3_PORT: u16 = 5201;
+
+/// How long the iperf3 server may take to listen: milliseconds; the margin is for a loaded
+/// machine.
+const IPERF3_START: Duration = Duration::from_secs(5);
 
 struct Pair {
     client: String,
@@ -81,16 +90,37 @@ pub fn run(seconds: u64) -> anyhow::Result<Section> {
 }
 
 fn iperf3(pair: &Pair, seconds: u64) -> anyhow::Result<f64> {
+    let port = IPERF3_PORT.to_string();
     let mut server = Command::new("iperf3");
     server
-        .args(["-s", "-1", "-B", pair.server_ip])
+        .args(["-s", "-1", "-B", pair.server_ip, "-p", &port])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     in_netns(&mut server, &pair.server)?;
-    let server = KillOnDrop(server.spawn().context("iperf3 (apt package iperf3)")?);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut server = KillOnDrop(server.spawn().context("iperf3 (apt package iperf3)")?);
+    // Looked up in /proc rather than by connecting: a one-off server (`-1`) would take the
+    // probe for its client and exit.
+    wait::until(
+        IPERF3_START,
+        "the iperf3 server to listen",
+        || {
+            if let Some(status) = server.0.try_wait()? {
+                bail!("the iperf3 server exited: {status}");
+            }
+            listens_on(server.0.id(), IPERF3_PORT)
+        },
+        |&listening| listening,
+    )?;
     let mut client = Command::new("iperf3");
-    client.args(["-c", pair.server_ip, "-t", &seconds.to_string(), "-J"]);
+    client.args([
+        "-c",
+        pair.server_ip,
+        "-p",
+        &port,
+        "-t",
+        &seconds.to_string(),
+        "-J",
+    ]);
     in_netns(&mut client, &pair.client)?;
     let out = client.output()?;
     drop(server);

@@ -182,6 +182,7 @@ fn blast(up: &Uplinked, duration: Duration) -> anyhow::Result<u64> {
         }
         sent
     });
+    // The measurement window itself, not a wait for anything.
     std::thread::sleep(duration);
     stop.store(true, Ordering::Relaxed);
     sending
