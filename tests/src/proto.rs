@@ -18,3 +18,8 @@ pub const IPPROTO_UDP: u8 = 17;
 pub const WIREGUARD_PORT: u16 = 51820;
 /// HTTPS, the port a TLS-passthrough gateway opens.
 pub const HTTPS_PORT: u16 = 443;
+
+/// etcd's client port (IANA).
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+/// etcd's peer port (IANA).
+pub const ETCD_PEER_PORT: u16 = 2380;
