@@ -10,7 +10,9 @@
 //! - [`TestNetns`], [`within`], [`in_netns`], [`run_in`], [`ip`]: namespaces and what runs in them.
 //! - [`ping`], [`serve_identity`], [`fetch`], [`RawSender`]: traffic.
 //! - [`counter`], [`xdp_drops`]: the datapath's counters in `bpf-stats --json`.
+//! - [`test_network`], [`test_container`]: the plans tests apply.
 //! - [`TestLedger`], [`node_entry`], [`network_entry`]: ledgers; [`Etcd`]: a real etcd.
+//! - [`TempDir`]: a scratch directory of the test's own.
 //! - [`wait::until`]: wait on a condition with a deadline (never sleep and hope).
 //! - [`listens_on`], [`socket_inodes`], [`inet_sockets`]: what a process holds, from `/proc`.
 //! - [`names`]: how everything the tests create is named; [`proto`]: protocol numbers.
