@@ -8,7 +8,10 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use gridnet_agent::ledger::{Body, model::ObjectKind};
-use gridnet_tests::{Agent, Node, TestLedger, network_entry, node_entry, ping, run_in, within};
+use gridnet_tests::{
+    Agent, Node, TestLedger, inet_sockets, network_entry, node_entry, ping, proto::WIREGUARD_PORT,
+    run_in, socket_inodes, within,
+};
 
 const NODE: u32 = 1;
 
@@ -31,7 +34,7 @@ fn grid() -> anyhow::Result<(Node, TestLedger, Agent)> {
         ledger.twin(twin)?;
     }
     ledger.submit("farmer", node_entry(NODE, "192.0.2.1", None)?)?;
-    ledger.submit("alice", network_entry("web", NODE, 51820)?)?;
+    ledger.submit("alice", network_entry("web", NODE, WIREGUARD_PORT)?)?;
     ledger.submit("alice", container("a1", 2))?;
     let seq = ledger.submit("alice", container("a2", 3))?;
     let agent = node.run_agent(NODE, ledger.file.path(), "")?;
@@ -47,22 +50,6 @@ fn grid() -> anyhow::Result<(Node, TestLedger, Agent)> {
 
 fn ns(node: &Node, container: &str) -> String {
     node.container_ns(&format!("alice.{container}"))
-}
-
-/// Socket inodes the process holds.
-fn socket_inodes(pid: u32) -> anyhow::Result<Vec<String>> {
-    let mut inodes = Vec::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
-        let target = std::fs::read_link(fd?.path()).unwrap_or_default();
-        if let Some(inode) = target
-            .to_str()
-            .and_then(|t| t.strip_prefix("socket:["))
-            .and_then(|t| t.strip_suffix(']'))
-        {
-            inodes.push(inode.to_owned());
-        }
-    }
-    Ok(inodes)
 }
 
 #[test]
@@ -81,15 +68,13 @@ fn the_agent_realizes_the_ledger_and_listens_on_no_network_port() -> anyhow::Res
         !inodes.is_empty(),
         "the agent holds no sockets at all? (control socket missing)"
     );
-    for table in ["tcp", "tcp6", "udp", "udp6"] {
-        let text = std::fs::read_to_string(format!("/proc/{}/net/{table}", agent.pid()))?;
-        for line in text.lines().skip(1) {
-            let inode = line.split_whitespace().nth(9).unwrap_or("");
-            ensure!(
-                !inodes.iter().any(|i| i == inode),
-                "the agent has an {table} socket: {line}"
-            );
-        }
+    for socket in inet_sockets(agent.pid())? {
+        ensure!(
+            !inodes.contains(&socket.inode),
+            "the agent has a {} socket: {}",
+            socket.table,
+            socket.line
+        );
     }
 
     // With TCX, each container veth's attachment is a pinned link.
@@ -253,7 +238,7 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
     }
     let public = gridnet_tests::NODE_IP;
     ledger.submit("farmer", node_entry(NODE, public, Some(public))?)?;
-    ledger.submit("alice", network_entry("web", NODE, 51820)?)?;
+    ledger.submit("alice", network_entry("web", NODE, WIREGUARD_PORT)?)?;
     let seq = ledger.submit("alice", container("a1", 2))?;
     let agent = node.run_agent(NODE, ledger.file.path(), "uplinks: [up0]\n")?;
     let status = agent.wait_for(30, |s| {
@@ -266,7 +251,7 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
     std::thread::spawn(move || for _ in listener.incoming() {});
     let addr: std::net::SocketAddr = format!("{}:80", gridnet_tests::NODE_IP).parse()?;
     let reachable = || -> anyhow::Result<bool> {
-        Ok(within(&up.inet, move || {
+        Ok(within(up.inet.name(), move || {
             TcpStream::connect_timeout(&addr, Duration::from_secs(1))
         })?
         .is_ok())

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use anyhow::ensure;
+use anyhow::{bail, ensure};
 use gridnet_agent::ledger::{
     self, Body, Chain, Entry,
     etcd::{EtcdError, EtcdLedger},
     source::{LedgerSource, SourceError},
 };
-use gridnet_tests::{Etcd, Node, TestLedger, ping};
+use gridnet_tests::{Etcd, Node, TestLedger, TestNetns, ping, proto::WIREGUARD_PORT, wait};
 
 fn twin(name: &str) -> Body {
     Body::Twin {
@@ -111,6 +111,15 @@ async fn appends_are_ordered_and_racing_writers_never_share_a_seq() -> anyhow::R
     Ok(())
 }
 
+/// How long two fresh watches may take to reach etcd: milliseconds on loopback; the margin is
+/// for a loaded machine.
+const WATCH_SETUP: Duration = Duration::from_secs(10);
+
+/// How long a watch that wrongly starts in the past gets to show it. etcd hands such a watch
+/// its history from a loop that runs every 100 ms, so a wrong wake comes within a period or two
+/// of the watch's registration; nothing else can end this wait early but a failure.
+const WRONG_WAKE_WINDOW: Duration = Duration::from_millis(500);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_wakes_on_new_entries() -> anyhow::Result<()> {
     let etcd = Etcd::start()?;
@@ -122,14 +131,28 @@ async fn a_follower_wakes_on_new_entries() -> anyhow::Result<()> {
     assert_eq!(seen.len(), 1);
     // The watch starts after what was read: it must not wake for entry 0.
     let mut watcher = EtcdLedger::connect(&endpoints, "/grid").await?;
-    let early = tokio::spawn(async move { watcher.wait_after(revision).await });
-    let waiting = tokio::spawn(async move { follower.wait_from(1).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    ensure!(!early.is_finished(), "the watch woke with nothing new");
-    ensure!(
-        !waiting.is_finished(),
-        "the follower returned with nothing new"
-    );
+    let mut early = tokio::spawn(async move { watcher.wait_after(revision).await });
+    let mut waiting = tokio::spawn(async move { follower.wait_from(1).await });
+    // Both watches in place in etcd first, so the window below starts from there; a watch that
+    // wakes early ends its task, and so this wait, at once.
+    tokio::task::block_in_place(|| {
+        wait::until(
+            WATCH_SETUP,
+            "etcd to hold both watches",
+            || {
+                Ok((
+                    etcd.watchers()?,
+                    early.is_finished() || waiting.is_finished(),
+                ))
+            },
+            |&(watchers, ended)| watchers >= 2 || ended,
+        )
+    })?;
+    tokio::select! {
+        woke = &mut early => bail!("the watch woke with nothing new: {woke:?}"),
+        read = &mut waiting => bail!("the follower returned with nothing new: {read:?}"),
+        () = tokio::time::sleep(WRONG_WAKE_WINDOW) => {}
+    }
     append_retrying(&mut writer, "bob", twin("bob")).await?;
     let new: Vec<Entry> = tokio::time::timeout(Duration::from_secs(10), waiting).await???;
     assert_eq!(new.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);
@@ -263,41 +286,40 @@ fn an_agent_follows_etcd_through_an_etcd_restart() -> anyhow::Result<()> {
     // etcd in a namespace of its own, one veth away from the node: the agent reaches it
     // outward, as a node reaches its grid's etcd.
     let node = Node::new()?;
-    let etcd_ns = format!("gridnet-etcdns-{}", gridnet_tests::unique_id());
-    gridnet_agent::netlink::Netns::create(&etcd_ns)?;
-    let _etcd_ns_guard = NsGuard(etcd_ns.clone());
+    let etcd_netns = TestNetns::new("etcdns")?;
+    let etcd_ns = etcd_netns.name();
     let ip = gridnet_tests::ip;
     ip(
         node.ns.name(),
         &[
-            "link", "add", "ctl0", "type", "veth", "peer", "name", "ctl0", "netns", &etcd_ns,
+            "link", "add", "ctl0", "type", "veth", "peer", "name", "ctl0", "netns", etcd_ns,
         ],
     )?;
     for (ns, addr) in [
         (node.ns.name(), "10.250.0.2/24"),
-        (etcd_ns.as_str(), "10.250.0.1/24"),
+        (etcd_ns, "10.250.0.1/24"),
     ] {
         ip(ns, &["addr", "add", addr, "dev", "ctl0"])?;
         ip(ns, &["link", "set", "ctl0", "up"])?;
         ip(ns, &["link", "set", "lo", "up"])?;
     }
-    let mut etcd = Etcd::start_in(&etcd_ns, "10.250.0.1")?;
+    let mut etcd = Etcd::start_in(etcd_ns, "10.250.0.1")?;
     let endpoints = vec![etcd.client_url.clone()];
 
     for name in ["farmer", "alice"] {
-        append_in(&etcd_ns, &endpoints, name, twin(name))?;
+        append_in(etcd_ns, &endpoints, name, twin(name))?;
     }
     append_in(
-        &etcd_ns,
+        etcd_ns,
         &endpoints,
         "farmer",
         gridnet_tests::node_entry(1, "192.0.2.1", None)?,
     )?;
     append_in(
-        &etcd_ns,
+        etcd_ns,
         &endpoints,
         "alice",
-        gridnet_tests::network_entry("web", 1, 51820)?,
+        gridnet_tests::network_entry("web", 1, WIREGUARD_PORT)?,
     )?;
     let container = |name: &str, host: u8| Body::Container {
         name: name.into(),
@@ -306,8 +328,8 @@ fn an_agent_follows_etcd_through_an_etcd_restart() -> anyhow::Result<()> {
         ipv4: [10, 1, 1, host].into(),
         ipv6: None,
     };
-    append_in(&etcd_ns, &endpoints, "alice", container("a1", 2))?;
-    let seq = append_in(&etcd_ns, &endpoints, "alice", container("a2", 3))?;
+    append_in(etcd_ns, &endpoints, "alice", container("a1", 2))?;
+    let seq = append_in(etcd_ns, &endpoints, "alice", container("a2", 3))?;
 
     let config = format!(
         "ledger:\n  etcd:\n    endpoints: [\"{}\"]\n    prefix: /grid\n",
@@ -321,7 +343,7 @@ fn an_agent_follows_etcd_through_an_etcd_restart() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}\n{}", node.agent_log()))?;
 
     etcd.restart()?;
-    let seq = append_in(&etcd_ns, &endpoints, "alice", container("a3", 4))?;
+    let seq = append_in(etcd_ns, &endpoints, "alice", container("a3", 4))?;
     let status = agent
         .wait_for(30, |s| {
             s["last_seq"] == seq && s["containers"].as_array().is_some_and(|c| c.len() == 3)
@@ -338,13 +360,4 @@ fn an_agent_follows_etcd_through_an_etcd_restart() -> anyhow::Result<()> {
     drop(agent);
     drop(etcd);
     Ok(())
-}
-
-/// Deletes a namespace the test made, on drop.
-struct NsGuard(String);
-
-impl Drop for NsGuard {
-    fn drop(&mut self) {
-        let _ = gridnet_agent::netlink::Netns::delete(&self.0);
-    }
 }

@@ -6,7 +6,7 @@ use std::{net::UdpSocket, time::Duration};
 use anyhow::{Context as _, ensure};
 use gridnet_agent::plan::{ContainerPlan, NetworkPlan, NodePlan};
 use gridnet_tests::{
-    Node, counter, ping, run_in, serve_identity, test_container, test_network, within,
+    Node, counter, ping, run_in, serve_identity, test_container, test_network, wait, within,
 };
 
 const A: &str = "alice/a";
@@ -196,6 +196,10 @@ fn forged_source_addresses_are_dropped_and_counted() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a counter may take to show a packet already delivered: it is counted before the
+/// delivery, so this only bounds a broken counter's wait.
+const COUNTED: Duration = Duration::from_secs(3);
+
 #[test]
 fn forwarded_counters_are_exact() -> anyhow::Result<()> {
     const N: u64 = 1000;
@@ -212,9 +216,15 @@ fn forwarded_counters_are_exact() -> anyhow::Result<()> {
     server
         .recv_from(&mut buf)
         .context("warm-up datagram lost")?;
-    std::thread::sleep(Duration::from_millis(200));
-
-    let before = counter(&node.bpf_stats()?, A, "forward", None);
+    // Nothing but these datagrams is forwarded in A (ARP and neighbour discovery are answered or
+    // dropped, never forwarded), and each is counted before it is delivered. So once the
+    // warm-up shows, the counter is still, and moves only with the datagrams below.
+    let before = wait::until(
+        COUNTED,
+        "the warm-up datagram in A's forward counter",
+        || Ok(counter(&node.bpf_stats()?, A, "forward", None)),
+        |&(packets, _)| packets >= 1,
+    )?;
     // In lock step, so no datagram is lost to a full socket buffer.
     for sent in 0..N {
         client.send_to(&[0; PAYLOAD], "10.1.1.3:7201")?;
@@ -330,12 +340,12 @@ fn a_bad_plan_changes_nothing() -> anyhow::Result<()> {
 
 #[test]
 fn bpf_stats_without_pins_fails_clearly() -> anyhow::Result<()> {
+    // A fresh name, so nothing can be pinned there.
+    let pin_root = gridnet_tests::names::pin_root(&gridnet_tests::names::unique_name("unpinned"));
     let out = std::process::Command::new(gridnet_tests::gridnet_bin()?)
-        .args([
-            "bpf-stats",
-            "--pin-root",
-            "/sys/fs/bpf/gridnet-test-nothing-here",
-        ])
+        .arg("bpf-stats")
+        .arg("--pin-root")
+        .arg(&pin_root)
         .output()?;
     ensure!(
         !out.status.success(),

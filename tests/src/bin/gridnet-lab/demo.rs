@@ -15,10 +15,11 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::{Context as _, bail};
 use gridnet_agent::{
     ledger::{Body, model::Member},
-    netlink::Netns,
     plan::WgKey,
 };
-use gridnet_tests::{Agent, Node, TestLedger, fetch, ip, serve_identity, unique_id};
+use gridnet_tests::{
+    Agent, Node, TestLedger, TestNetns, fetch, ip, proto::WIREGUARD_PORT, serve_identity,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,27 +41,19 @@ const CONTAINERS: &[(&str, &str, &str, u32, u8)] = &[
     ("bob", "db2", "db", 3, 2), // web4's address
 ];
 
-/// The underlay: a bridge in its own namespace, removed on drop.
-struct Underlay(String);
-
-impl Drop for Underlay {
-    fn drop(&mut self) {
-        let _ = Netns::delete(&self.0);
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     println!("demo: creating three nodes on an underlay bridge");
-    let underlay = Underlay(format!("gridnet-demo-underlay-{}", unique_id()));
-    Netns::create(&underlay.0)?;
-    ip(&underlay.0, &["link", "add", "br0", "type", "bridge"])?;
-    ip(&underlay.0, &["link", "set", "br0", "up"])?;
+    // The underlay: a bridge in a namespace of its own.
+    let underlay_ns = TestNetns::new("demo-underlay")?;
+    let underlay = underlay_ns.name();
+    ip(underlay, &["link", "add", "br0", "type", "bridge"])?;
+    ip(underlay, &["link", "set", "br0", "up"])?;
     let mut nodes = Vec::new();
     for id in 1..=3u32 {
         let node = Node::labelled("demo")?;
         let port = format!("n{id}");
         ip(
-            &underlay.0,
+            underlay,
             &[
                 "link",
                 "add",
@@ -74,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 node.ns.name(),
             ],
         )?;
-        ip(&underlay.0, &["link", "set", &port, "master", "br0", "up"])?;
+        ip(underlay, &["link", "set", &port, "master", "br0", "up"])?;
         ip(
             node.ns.name(),
             &["addr", "add", &format!("192.0.2.{id}/24"), "dev", "up0"],
@@ -105,8 +98,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )?;
     }
     for (owner, name, members, port) in [
-        ("alice", "web", &[1u32, 2, 3][..], 51820),
-        ("bob", "db", &[1, 3][..], 51821),
+        ("alice", "web", &[1u32, 2, 3][..], WIREGUARD_PORT),
+        ("bob", "db", &[1, 3][..], WIREGUARD_PORT + 1),
     ] {
         let members = members
             .iter()

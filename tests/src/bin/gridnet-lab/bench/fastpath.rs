@@ -8,14 +8,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, ensure};
-use gridnet_agent::{netlink::Netns, plan::NodePlan};
-use gridnet_tests::{Node, in_netns, ip, test_container, test_network, unique_id, within};
+use anyhow::{Context as _, bail, ensure};
+use gridnet_agent::plan::NodePlan;
+use gridnet_tests::{
+    Node, TestNetns, in_netns, ip, listens_on, test_container, test_network, wait, within,
+};
 
 use super::Section;
 
 /// Request/response round trips per latency measurement.
 const ROUND_TRIPS: u32 = 20_000;
+
+/// iperf3's own default port, named on both sides so the readiness check looks for the right one.
+const IPERF3_PORT: u16 = 5201;
+
+/// How long the iperf3 server may take to listen: milliseconds; the margin is for a loaded
+/// machine.
+const IPERF3_START: Duration = Duration::from_secs(5);
 
 struct Pair {
     client: String,
@@ -46,8 +55,8 @@ pub fn run(seconds: u64) -> anyhow::Result<Section> {
     // The baseline: the same two namespaces' shape, joined by a bridge.
     let bridge = BridgeNet::new()?;
     let baseline = Pair {
-        client: bridge.ns[0].clone(),
-        server: bridge.ns[1].clone(),
+        client: bridge.ns[0].name().to_owned(),
+        server: bridge.ns[1].name().to_owned(),
         server_ip: "10.9.0.3",
     };
 
@@ -81,16 +90,37 @@ pub fn run(seconds: u64) -> anyhow::Result<Section> {
 }
 
 fn iperf3(pair: &Pair, seconds: u64) -> anyhow::Result<f64> {
+    let port = IPERF3_PORT.to_string();
     let mut server = Command::new("iperf3");
     server
-        .args(["-s", "-1", "-B", pair.server_ip])
+        .args(["-s", "-1", "-B", pair.server_ip, "-p", &port])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     in_netns(&mut server, &pair.server)?;
-    let server = KillOnDrop(server.spawn().context("iperf3 (apt package iperf3)")?);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut server = KillOnDrop(server.spawn().context("iperf3 (apt package iperf3)")?);
+    // Looked up in /proc rather than by connecting: a one-off server (`-1`) would take the
+    // probe for its client and exit.
+    wait::until(
+        IPERF3_START,
+        "the iperf3 server to listen",
+        || {
+            if let Some(status) = server.0.try_wait()? {
+                bail!("the iperf3 server exited: {status}");
+            }
+            listens_on(server.0.id(), IPERF3_PORT)
+        },
+        |&listening| listening,
+    )?;
     let mut client = Command::new("iperf3");
-    client.args(["-c", pair.server_ip, "-t", &seconds.to_string(), "-J"]);
+    client.args([
+        "-c",
+        pair.server_ip,
+        "-p",
+        &port,
+        "-t",
+        &seconds.to_string(),
+        "-J",
+    ]);
     in_netns(&mut client, &pair.client)?;
     let out = client.output()?;
     drop(server);
@@ -136,49 +166,39 @@ fn request_response(pair: &Pair) -> anyhow::Result<f64> {
 
 /// Two namespaces on a Linux bridge in a third, removed on drop.
 struct BridgeNet {
-    ns: [String; 2],
-    hub: String,
+    ns: [TestNetns; 2],
+    hub: TestNetns,
 }
 
 impl BridgeNet {
     fn new() -> anyhow::Result<Self> {
-        let id = unique_id();
         let net = Self {
-            ns: [format!("gridnet-br{id}-a"), format!("gridnet-br{id}-b")],
-            hub: format!("gridnet-br{id}-hub"),
+            ns: [TestNetns::new("br-a")?, TestNetns::new("br-b")?],
+            hub: TestNetns::new("br-hub")?,
         };
-        for name in net.ns.iter().chain([&net.hub]) {
-            Netns::create(name)?;
-        }
-        ip(&net.hub, &["link", "add", "br0", "type", "bridge"])?;
-        ip(&net.hub, &["link", "set", "br0", "up"])?;
+        let hub = net.hub.name();
+        ip(hub, &["link", "add", "br0", "type", "bridge"])?;
+        ip(hub, &["link", "set", "br0", "up"])?;
         for (i, (ns, addr)) in net
             .ns
             .iter()
+            .map(TestNetns::name)
             .zip(["10.9.0.2/24", "10.9.0.3/24"])
             .enumerate()
         {
             let port = format!("p{i}");
             ip(
-                &net.hub,
+                hub,
                 &[
                     "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns,
                 ],
             )?;
-            ip(&net.hub, &["link", "set", &port, "master", "br0", "up"])?;
+            ip(hub, &["link", "set", &port, "master", "br0", "up"])?;
             ip(ns, &["addr", "add", addr, "dev", "eth0"])?;
             ip(ns, &["link", "set", "eth0", "up"])?;
             ip(ns, &["link", "set", "lo", "up"])?;
         }
         Ok(net)
-    }
-}
-
-impl Drop for BridgeNet {
-    fn drop(&mut self) {
-        for name in self.ns.iter().chain([&self.hub]) {
-            let _ = Netns::delete(name);
-        }
     }
 }
 

@@ -33,9 +33,7 @@ fn plan(containers: usize) -> NodePlan {
 
 /// Runs `gridnet apply` in the node and returns (seconds, peak RSS in KiB, stdout).
 fn timed_apply(node: &Node, plan: &NodePlan) -> anyhow::Result<(f64, i64, String)> {
-    let dir = std::env::temp_dir().join(format!("gridnet-bench-{}", node.id));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("plan.yaml");
+    let path = node.workdir().join("plan.yaml");
     std::fs::write(&path, serde_yaml::to_string(plan)?)?;
     let mut command = Command::new(gridnet_bin()?);
     command
@@ -65,7 +63,6 @@ fn timed_apply(node: &Node, plan: &NodePlan) -> anyhow::Result<(f64, i64, String
         rc == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "gridnet apply failed: {text}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok((seconds, usage.ru_maxrss, text))
 }
 

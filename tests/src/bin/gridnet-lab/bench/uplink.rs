@@ -11,7 +11,11 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use gridnet_agent::plan::NodePlan;
-use gridnet_tests::{INET_IP, NODE_IP, RawSender, Uplinked, run_in, uplinked, within};
+use gridnet_tests::{
+    INET_IP, NODE_IP, RawSender, Uplinked,
+    proto::{ETHERTYPE_IPV4, IPPROTO_UDP},
+    run_in, uplinked, within,
+};
 
 use super::Section;
 
@@ -164,10 +168,10 @@ fn guard(duration: Duration, generic: bool) -> anyhow::Result<(u64, u64, f64)> {
 /// Sends UDP frames from `inet0` as fast as one thread can for `duration`; returns how many.
 fn blast(up: &Uplinked, duration: Duration) -> anyhow::Result<u64> {
     let node_mac = mac_of(up.node.ns.name(), "up0")?;
-    let inet_mac = mac_of(&up.inet, "inet0")?;
+    let inet_mac = mac_of(up.inet.name(), "inet0")?;
     let frame = udp_frame(inet_mac, node_mac)?;
     // The socket is opened inside the internet namespace; the loop runs on a thread of its own.
-    let sender = within(&up.inet, || RawSender::open(c"inet0"))??;
+    let sender = within(up.inet.name(), || RawSender::open(c"inet0"))??;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
     let sending = std::thread::spawn(move || {
@@ -181,6 +185,7 @@ fn blast(up: &Uplinked, duration: Duration) -> anyhow::Result<u64> {
         }
         sent
     });
+    // The measurement window itself, not a wait for anything.
     std::thread::sleep(duration);
     stop.store(true, Ordering::Relaxed);
     sending
@@ -208,7 +213,7 @@ fn udp_frame(src: [u8; 6], dst: [u8; 6]) -> anyhow::Result<Vec<u8>> {
     let src_ip: std::net::Ipv4Addr = INET_IP.parse()?;
     let dst_ip: std::net::Ipv4Addr = NODE_IP.parse()?;
     let total = (20 + 8 + PAYLOAD) as u16;
-    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, IPPROTO_UDP, 0, 0];
     ip[2..4].copy_from_slice(&total.to_be_bytes());
     ip.extend(src_ip.octets());
     ip.extend(dst_ip.octets());
@@ -221,7 +226,7 @@ fn udp_frame(src: [u8; 6], dst: [u8; 6]) -> anyhow::Result<Vec<u8>> {
     ip[10..12].copy_from_slice(&checksum.to_be_bytes());
     let mut frame = dst.to_vec();
     frame.extend(src);
-    frame.extend(0x0800u16.to_be_bytes());
+    frame.extend(ETHERTYPE_IPV4.to_be_bytes());
     frame.extend(ip);
     frame.extend(40000u16.to_be_bytes());
     frame.extend(TARGET_PORT.to_be_bytes());

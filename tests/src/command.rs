@@ -1,0 +1,49 @@
+//! Running programs: the `gridnet` binary under test, and tools inside a namespace.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Output},
+};
+
+use anyhow::{Context as _, ensure};
+
+use crate::in_netns;
+
+/// The `gridnet` binary under test: `$GRIDNET_BIN`, else the one next to this test executable.
+pub fn gridnet_bin() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("GRIDNET_BIN") {
+        return Ok(bin.into());
+    }
+    // target/<profile>/deps/<test> or target/<profile>/xtask -> target/<profile>/gridnet
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("odd executable path")?;
+    let candidates = [
+        dir.join("gridnet"),
+        dir.parent().map(|d| d.join("gridnet")).unwrap_or_default(),
+    ];
+    candidates.into_iter().find(|bin| bin.is_file()).with_context(|| {
+        format!("no gridnet binary next to {}: build it first (`cargo build -p gridnet-agent`) or set GRIDNET_BIN", exe.display())
+    })
+}
+
+/// Runs a command inside a network namespace and returns its output.
+pub fn run_in(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<Output> {
+    let mut command = Command::new(program);
+    command.args(args);
+    in_netns(&mut command, ns)?;
+    command
+        .output()
+        .with_context(|| format!("cannot run {program} (is it installed?)"))
+}
+
+/// Runs `ip ARGS` in a namespace, failing with its error output.
+pub fn ip(ns: &str, args: &[&str]) -> anyhow::Result<()> {
+    let out = run_in(ns, "ip", args)?;
+    ensure!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
