@@ -13,6 +13,14 @@ pub struct Agent {
     pub socket: PathBuf,
 }
 
+/// Whether a status says the agent realized everything it wants: no pass error, no failing
+/// object, a readable ledger.
+pub fn healthy(status: &serde_json::Value) -> bool {
+    status["last_error"].is_null()
+        && status["ledger_error"].is_null()
+        && status["failing"].as_array().is_some_and(Vec::is_empty)
+}
+
 impl Agent {
     /// Starts `gridnet run` for node `node_id` in `node`, with `extra_config` added to the
     /// node's settings (it must name the ledger); output goes to [`Node::agent_log`].

@@ -33,7 +33,7 @@ mod traffic;
 mod uplink;
 pub mod wait;
 
-pub use agent::Agent;
+pub use agent::{Agent, healthy};
 pub use command::{gridnet_bin, ip, run_in};
 pub use etcd::Etcd;
 pub use ledger::{TestLedger, network_entry, node_entry};

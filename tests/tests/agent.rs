@@ -42,7 +42,7 @@ fn grid() -> anyhow::Result<(Node, TestLedger, Agent)> {
         .wait_for(30, |s| {
             s["last_seq"] == seq
                 && s["containers"].as_array().is_some_and(|c| c.len() == 2)
-                && s["last_error"].is_null()
+                && gridnet_tests::healthy(s)
         })
         .with_context(|| node.agent_log())?;
     Ok((node, ledger, agent))
@@ -120,7 +120,7 @@ fn the_agent_realizes_the_ledger_and_listens_on_no_network_port() -> anyhow::Res
     let status = agent.wait_for(30, |s| {
         s["last_seq"] == seq && s["networks"].as_array().is_some_and(Vec::is_empty)
     })?;
-    ensure!(status["last_error"].is_null(), "{status}");
+    ensure!(gridnet_tests::healthy(&status), "{status}");
     assert!(
         gridnet_agent::netlink::Netns::list(&node.prefix)?.is_empty(),
         "container namespaces left"
@@ -185,7 +185,7 @@ fn forwarding_survives_a_crash_and_a_restarted_agent_converges() -> anyhow::Resu
             s["last_seq"] == seq && s["containers"].as_array().is_some_and(|c| c.len() == 3)
         })
         .with_context(|| node.agent_log())?;
-    ensure!(status["last_error"].is_null(), "{status}");
+    ensure!(gridnet_tests::healthy(&status), "{status}");
     echo(b"after the restart")?;
     ensure!(
         ping(&ns(&node, "a1"), "10.1.1.4", 2)?,
@@ -244,7 +244,7 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
     let status = agent.wait_for(30, |s| {
         s["last_seq"] == seq && s["uplinks"][0]["xdp"] == "native"
     })?;
-    ensure!(status["last_error"].is_null(), "{status}");
+    ensure!(gridnet_tests::healthy(&status), "{status}");
 
     // A service on the gateway port is unreachable until a gateway on the ledger opens it.
     let listener = within(node.ns.name(), || TcpListener::bind("0.0.0.0:80"))??;
@@ -269,7 +269,7 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
         },
     )?;
     // The status reports a seq only once the reconcile that realized it is done.
-    agent.wait_for(30, |s| s["last_seq"] == seq && s["last_error"].is_null())?;
+    agent.wait_for(30, |s| s["last_seq"] == seq && gridnet_tests::healthy(s))?;
     ensure!(
         reachable()?,
         "the gateway on the ledger did not open port 80"
@@ -281,7 +281,7 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
             name: "www".into(),
         },
     )?;
-    agent.wait_for(30, |s| s["last_seq"] == seq && s["last_error"].is_null())?;
+    agent.wait_for(30, |s| s["last_seq"] == seq && gridnet_tests::healthy(s))?;
     ensure!(!reachable()?, "deleting the gateway did not close port 80");
     Ok(())
 }

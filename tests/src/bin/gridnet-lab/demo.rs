@@ -144,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     for (i, agent) in agents.iter().enumerate() {
         agent
-            .wait_for(60, |s| s["last_seq"] == last && s["last_error"].is_null())
+            .wait_for(60, |s| s["last_seq"] == last && gridnet_tests::healthy(s))
             .with_context(|| nodes[i].agent_log())?;
     }
 

@@ -90,7 +90,7 @@ pub fn run() -> anyhow::Result<Section> {
     agent.wait_for(300, |s| {
         s["last_seq"] == last
             && s["containers"].as_array().is_some_and(|c| c.len() == 1000)
-            && s["last_error"].is_null()
+            && gridnet_tests::healthy(s)
     })?;
     let converge = start.elapsed().as_secs_f64();
     let status =
