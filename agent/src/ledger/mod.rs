@@ -70,4 +70,6 @@ pub fn sign_next(chain: &Chain, author: &str, body: Body, key: &SigningKey) -> E
 }
 
 #[cfg(test)]
+pub(crate) mod fixture;
+#[cfg(test)]
 mod tests;

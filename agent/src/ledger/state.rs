@@ -20,7 +20,7 @@ use super::{
     model::{Body, Entry, Member, ObjectKind},
     rules::{MAX_OBJECT_NAME, MAX_TWIN_NAME, Rejection, check_name, is_hostname, usable},
 };
-use crate::plan::{GatewayMode, WgKey};
+use crate::vocab::{GatewayMode, WgKey};
 
 /// A registered node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
