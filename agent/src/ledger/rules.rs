@@ -125,11 +125,6 @@ pub fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), Re
     }
 }
 
-/// Whether an address may be a node's underlay or public address.
-pub fn usable(address: IpAddr) -> bool {
-    !(address.is_unspecified() || address.is_loopback() || address.is_multicast())
-}
-
 /// A DNS host name: labels of letters, digits and `-`, dots between, 253 characters at most.
 pub fn is_hostname(value: &str) -> bool {
     value.len() <= 253
