@@ -6,8 +6,9 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     ledger::{
-        self, Body, SigningKey,
+        self, Body, SigningKey, document,
         file::LedgerFile,
+        limits::MAX_ENTRY_BYTES,
         source::{LedgerSource as _, Location, SourceError},
     },
     plan::from_ledger::plan_node,
@@ -169,14 +170,24 @@ impl LedgerCommand {
     }
 }
 
+/// The body in the YAML file `path`, read no further than an entry may be long and guarded
+/// like a ledger's documents before it is parsed.
+fn read_body(path: &Path) -> anyhow::Result<Body> {
+    use std::io::Read as _;
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_ENTRY_BYTES as u64 + 1).read_to_end(&mut text))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    document::parse_one(&text)
+        .with_context(|| format!("{} is not an entry body", path.display()))?
+        .with_context(|| format!("{} holds no entry body", path.display()))
+}
+
 /// How often `submit` signs again when another writer appended first.
 const SUBMIT_ATTEMPTS: u32 = 5;
 
 fn submit(entry: &Path, key: &Path, author: &str, ledger: &LedgerArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(entry)
-        .with_context(|| format!("cannot read {}", entry.display()))?;
-    let body: Body = serde_yaml::from_str(&text)
-        .with_context(|| format!("{} is not an entry body", entry.display()))?;
+    let body = read_body(entry)?;
     let key = SigningKey::read(key)?;
     let location = ledger.location()?;
     let signed = block_on(async {

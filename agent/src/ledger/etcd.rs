@@ -11,7 +11,7 @@
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
 
-use super::model::Entry;
+use super::{limits::MAX_ENTRY_BYTES, model::Entry};
 
 /// Errors of the etcd source.
 #[derive(Debug, thiserror::Error)]
@@ -154,9 +154,17 @@ impl EtcdLedger {
     }
 
     fn decode(&self, key: &[u8], value: &[u8]) -> Result<Entry, EtcdError> {
-        serde_json::from_slice(value).map_err(|e| EtcdError::Corrupt {
+        let corrupt = |reason: String| EtcdError::Corrupt {
             key: String::from_utf8_lossy(key).into_owned(),
-            reason: e.to_string(),
-        })
+            reason,
+        };
+        if value.len() > MAX_ENTRY_BYTES {
+            return Err(corrupt(format!(
+                "{} bytes is more than the {MAX_ENTRY_BYTES} an entry may have",
+                value.len()
+            )));
+        }
+        // serde_json refuses nesting beyond 128 levels, in time linear in the text.
+        serde_json::from_slice(value).map_err(|e| corrupt(e.to_string()))
     }
 }

@@ -5,6 +5,7 @@
 //! - [`chain`]: an entry's place in the hash chain and its signature.
 //! - [`state`]: the grid state and each kind's rules; [`rules`] says why an entry is refused,
 //!   [`address`] which addresses may be used.
+//! - [`document`]: one YAML document per entry, guarded by the [`limits`] before it is parsed.
 //! - [`source`]: where a ledger lives and the interface of every source: [`file`], the YAML
 //!   file followed as it grows, and [`etcd`], a cluster reached outward.
 //!
@@ -12,9 +13,11 @@
 
 pub mod address;
 pub mod chain;
+pub mod document;
 pub mod etcd;
 pub mod file;
 pub mod keys;
+pub mod limits;
 pub mod model;
 pub mod rules;
 pub mod source;

@@ -206,7 +206,7 @@ fn malformed_yaml_is_refused_with_the_document_and_reason() {
         let (index, reason) = file::parse(&format!("---\n{text}")).expect_err(&text);
         assert_eq!(index, 0);
         assert!(
-            reason.contains(needle),
+            reason.to_string().contains(needle),
             "{reason:?} should mention {needle:?}"
         );
     }
@@ -279,5 +279,26 @@ proptest! {
         let again = replay(&parsed);
         prop_assert_eq!(again.chain.state(), replayed.chain.state());
         prop_assert!(refused.len() <= parsed.len());
+    }
+}
+
+/// Nesting bombs cost the YAML parser time quadratic in their depth; they must be refused
+/// before it runs.
+#[test]
+fn nesting_bombs_are_refused_quickly() {
+    for (what, bomb) in [
+        ("200 KB of `[`", "[".repeat(200_000)),
+        ("`{a: ` x 100,000", "{a: ".repeat(100_000)),
+        ("`a: [` x 16,000", "a: [".repeat(16_000)),
+        ("`- ` x 100,000", "- ".repeat(100_000)),
+    ] {
+        let start = std::time::Instant::now();
+        let text = format!("---\n{bomb}\n");
+        assert!(file::parse(&text).is_err(), "{what} was accepted");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "refusing {what} took {:?}",
+            start.elapsed()
+        );
     }
 }
