@@ -8,6 +8,7 @@
 
 use super::{
     keys::{Hash, verify},
+    limits::MAX_ENTRY_BYTES,
     model::{Body, Entry},
     rules::Rejection,
     state::GridState,
@@ -45,8 +46,15 @@ impl Chain {
     /// Applies one entry, or says why it changes nothing.
     pub fn apply(&mut self, entry: &Entry) -> Result<(), Rejection> {
         self.check_place(entry)?;
+        let bytes = entry.canonical_bytes();
         // In the chain from here on, whatever its content.
-        self.head = Some((entry.seq, entry.hash()));
+        self.head = Some((entry.seq, Hash(*blake3::hash(&bytes).as_bytes())));
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(Rejection::TooLarge {
+                bytes: bytes.len(),
+                max: MAX_ENTRY_BYTES,
+            });
+        }
         check_signature(&self.state, entry)?;
         // Every rule is checked before the one insertion or removal that applies a body, so a
         // refused body leaves the state as it was without copying it (the tests hold this).
@@ -79,7 +87,7 @@ fn check_signature(state: &GridState, entry: &Entry) -> Result<(), Rejection> {
         (_, Some(key)) => *key,
         (_, None) => {
             return Err(Rejection::UnknownAuthor {
-                author: entry.author.clone(),
+                author: (&entry.author).into(),
             });
         }
     };
@@ -87,7 +95,7 @@ fn check_signature(state: &GridState, entry: &Entry) -> Result<(), Rejection> {
         Ok(())
     } else {
         Err(Rejection::BadSignature {
-            author: entry.author.clone(),
+            author: (&entry.author).into(),
         })
     }
 }

@@ -1,5 +1,7 @@
 //! The ledger's rules, one bad entry at a time, and random damage to a good chain.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use proptest::prelude::*;
 
 use super::{
@@ -301,4 +303,101 @@ fn nesting_bombs_are_refused_quickly() {
             start.elapsed()
         );
     }
+}
+
+#[test]
+fn oversized_entries_are_refused_and_quoted_short() {
+    use Rejection as R;
+    let mut g = Grid::new();
+    let too_many = |field: &'static str| move |e: &Rejection| matches!(e, R::TooMany { field: f, .. } if *f == field);
+
+    let mut crowded = node(1, "alice", Some([203, 0, 113, 1]));
+    if let Body::Node { endpoints, .. } = &mut crowded {
+        *endpoints = (1..=u8::try_from(limits::MAX_ENDPOINTS + 1).expect("small"))
+            .map(|i| IpAddr::V4(Ipv4Addr::new(192, 0, 2, i)))
+            .collect();
+    }
+    let e = g.sign("alice", crowded);
+    g.refuse(e, too_many("endpoints"));
+
+    let members = (0..=limits::MAX_MEMBERS)
+        .map(|i| member(1, (i % 250) as u8, 52000))
+        .collect();
+    let e = g.sign("alice", network("big", 1, members));
+    g.refuse(e, too_many("members"));
+
+    let gateway = |hostnames: usize, backends: usize| Body::Gateway {
+        name: "wide".into(),
+        network: "web".into(),
+        node_id: 1,
+        hostnames: (0..hostnames)
+            .map(|i| format!("h{i}.example.org"))
+            .collect(),
+        backends: (0..backends)
+            .map(|i| std::net::SocketAddr::from(([10, 1, 1, 2], 1000 + i as u16)))
+            .collect(),
+        mode: GatewayMode::Http,
+    };
+    let e = g.sign("alice", gateway(limits::MAX_HOSTNAMES + 1, 1));
+    g.refuse(e, too_many("hostnames"));
+    let e = g.sign("alice", gateway(1, limits::MAX_BACKENDS + 1));
+    g.refuse(e, too_many("backends"));
+
+    let e = g.sign(
+        "alice",
+        Body::Access {
+            name: "site".into(),
+            network: "web".into(),
+            node_id: 1,
+            wireguard_public_key: WgKey([5; 32]),
+            allowed_ips: (0..=limits::MAX_ALLOWED_IPS)
+                .map(|i| format!("10.2.{}.0/24", i % 250).parse().expect("net"))
+                .collect(),
+        },
+    );
+    g.refuse(e, too_many("allowed_ips"));
+
+    let e = g.sign(
+        "alice",
+        container(&"x".repeat(70_000), "web", 1, [10, 1, 1, 60]),
+    );
+    g.refuse(e, |e| matches!(e, R::TooLarge { .. }));
+
+    // Long user text is quoted cut short, wherever a refusal quotes it.
+    let long = "n".repeat(10_000);
+    let quoted = |e: &Rejection| {
+        let shown = e.to_string();
+        shown.len() < 300 && shown.contains("nnnn…")
+    };
+    let e = g.sign("alice", container(&long[..2000], "web", 1, [10, 1, 1, 61]));
+    g.refuse(e, |e| matches!(e, R::InvalidName { .. }) && quoted(e));
+    let e = g.sign("alice", container("c", &long[..2000], 1, [10, 1, 1, 61]));
+    g.refuse(e, |e| matches!(e, R::UnknownNetwork { .. }) && quoted(e));
+    let e = g.sign(
+        "alice",
+        Body::Delete {
+            object: model::ObjectKind::Gateway,
+            name: long[..2000].into(),
+        },
+    );
+    g.refuse(e, |e| matches!(e, R::UnknownObject { .. }) && quoted(e));
+    let e = g.sign(
+        "alice",
+        Body::Gateway {
+            name: "long".into(),
+            network: "web".into(),
+            node_id: 1,
+            hostnames: vec![format!("{}.org", &long[..2000])],
+            backends: vec!["10.1.1.2:80".parse().expect("addr")],
+            mode: GatewayMode::Http,
+        },
+    );
+    g.refuse(e, |e| matches!(e, R::BadHostname { .. }) && quoted(e));
+    let e = sign_next(
+        &g.chain,
+        &long[..2000],
+        container("c", "web", 1, [10, 1, 1, 62]),
+        &key(66),
+    );
+    g.refuse(e, |e| matches!(e, R::UnknownAuthor { .. }) && quoted(e));
 }

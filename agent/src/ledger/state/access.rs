@@ -4,7 +4,11 @@ use ipnet::IpNet;
 
 use super::{Access, GridState, Placement};
 use crate::{
-    ledger::{address::overlaps, rules::Rejection},
+    ledger::{
+        address::overlaps,
+        limits::MAX_ALLOWED_IPS,
+        rules::{Rejection, too_many},
+    },
     vocab::WgKey,
 };
 
@@ -22,6 +26,7 @@ impl GridState {
                 field: "allowed_ips",
             });
         }
+        too_many("allowed_ips", allowed_ips, MAX_ALLOWED_IPS)?;
         for prefix in allowed_ips {
             for member in &self.networks[&net_key].members {
                 if overlaps(prefix, &IpNet::V4(member.subnet))

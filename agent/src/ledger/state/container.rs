@@ -24,7 +24,11 @@ impl GridState {
         check_host("ipv6", IpAddr::V6(ipv6), &IpNet::V6(member.subnet_v6))?;
         for (field, address) in [("ipv4", IpAddr::V4(ipv4)), ("ipv6", IpAddr::V6(ipv6))] {
             if let Some(by) = self.address_user(&net_key, address) {
-                return Err(Rejection::AddressInUse { field, address, by });
+                return Err(Rejection::AddressInUse {
+                    field,
+                    address,
+                    by: by.into(),
+                });
             }
         }
         self.containers.insert(

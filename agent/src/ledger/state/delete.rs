@@ -16,9 +16,9 @@ impl GridState {
             ObjectKind::Network => {
                 if let Some((other, kind)) = self.network_user(&key) {
                     return Err(Rejection::NetworkInUse {
-                        name: key,
+                        name: key.into(),
                         kind,
-                        object: other,
+                        object: other.into(),
                     });
                 }
                 let removed = self.networks.remove(&key);
@@ -36,7 +36,7 @@ impl GridState {
         } else {
             Err(Rejection::UnknownObject {
                 kind,
-                name: name.to_owned(),
+                name: name.into(),
             })
         }
     }

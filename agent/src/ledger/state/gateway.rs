@@ -4,7 +4,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::{Gateway, GridState, Placement};
 use crate::{
-    ledger::rules::{Rejection, is_hostname},
+    ledger::{
+        limits::{MAX_BACKENDS, MAX_HOSTNAMES},
+        rules::{Rejection, is_hostname, too_many},
+    },
     vocab::GatewayMode,
 };
 
@@ -28,12 +31,14 @@ impl GridState {
         if hostnames.is_empty() {
             return Err(Rejection::Empty { field: "hostnames" });
         }
+        too_many("hostnames", hostnames, MAX_HOSTNAMES)?;
         if let Some(bad) = hostnames.iter().find(|h| !is_hostname(h)) {
-            return Err(Rejection::BadHostname { value: bad.clone() });
+            return Err(Rejection::BadHostname { value: bad.into() });
         }
         if backends.is_empty() {
             return Err(Rejection::Empty { field: "backends" });
         }
+        too_many("backends", backends, MAX_BACKENDS)?;
         let net = &self.networks[&net_key];
         for backend in backends {
             let inside = match backend.ip() {

@@ -7,7 +7,8 @@ use crate::{
     ledger::{
         address::usable,
         keys::PublicKey,
-        rules::{MAX_TWIN_NAME, Rejection, check_name},
+        limits::{MAX_ENDPOINTS, MAX_TWIN_NAME},
+        rules::{Rejection, check_name, too_many},
     },
     vocab::WgKey,
 };
@@ -23,14 +24,12 @@ impl GridState {
         check_name("name", name, MAX_TWIN_NAME)?;
         if name != author {
             return Err(Rejection::TwinAuthor {
-                name: name.to_owned(),
-                author: author.to_owned(),
+                name: name.into(),
+                author: author.into(),
             });
         }
         if self.twins.contains_key(name) {
-            return Err(Rejection::DuplicateTwin {
-                name: name.to_owned(),
-            });
+            return Err(Rejection::DuplicateTwin { name: name.into() });
         }
         self.twins.insert(name.to_owned(), public_key);
         Ok(())
@@ -51,8 +50,8 @@ impl GridState {
         }
         if farmer != author {
             return Err(Rejection::NotFarmer {
-                author: author.to_owned(),
-                farmer: farmer.to_owned(),
+                author: author.into(),
+                farmer: farmer.into(),
             });
         }
         if let Some(existing) = self.nodes.get(&node_id)
@@ -60,12 +59,13 @@ impl GridState {
         {
             return Err(Rejection::NodeOwned {
                 node_id,
-                owner: existing.farmer.clone(),
+                owner: (&existing.farmer).into(),
             });
         }
         if endpoints.is_empty() {
             return Err(Rejection::NoEndpoints);
         }
+        too_many("endpoints", endpoints, MAX_ENDPOINTS)?;
         let public = public_ipv4
             .map(IpAddr::V4)
             .into_iter()

@@ -4,8 +4,9 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use super::{GridState, Placement};
 use crate::ledger::{
+    limits::MAX_OBJECT_NAME,
     model::Member,
-    rules::{MAX_OBJECT_NAME, Rejection, check_name},
+    rules::{Rejection, check_name},
 };
 
 /// The entries of `map` whose key starts with `<owner>/`: users' objects are keyed that way, so
@@ -37,7 +38,10 @@ impl GridState {
         check_name("name", place.name, MAX_OBJECT_NAME)?;
         let key = format!("{}/{}", place.author, place.name);
         if existing.contains_key(&key) {
-            return Err(Rejection::Exists { kind, name: key });
+            return Err(Rejection::Exists {
+                kind,
+                name: key.into(),
+            });
         }
         let (net_key, member) = self.member(place.author, place.network, place.node_id)?;
         Ok((key, net_key, member))
@@ -55,8 +59,8 @@ impl GridState {
             .networks
             .get(&key)
             .ok_or_else(|| Rejection::UnknownNetwork {
-                owner: author.to_owned(),
-                name: network.to_owned(),
+                owner: author.into(),
+                name: network.into(),
             })?;
         let member = net
             .members
@@ -64,7 +68,7 @@ impl GridState {
             .find(|m| m.node_id == node_id)
             .ok_or_else(|| Rejection::NotMember {
                 node_id,
-                network: key.clone(),
+                network: (&key).into(),
             })?;
         Ok((key, member.clone()))
     }

@@ -4,8 +4,9 @@ use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::{GridState, Network};
 use crate::ledger::{
+    limits::{MAX_MEMBERS, MAX_OBJECT_NAME},
     model::Member,
-    rules::{MAX_OBJECT_NAME, Rejection, check_name},
+    rules::{Rejection, check_name, too_many},
 };
 
 impl GridState {
@@ -32,14 +33,15 @@ impl GridState {
         if members.is_empty() {
             return Err(Rejection::Empty { field: "members" });
         }
+        too_many("members", members, MAX_MEMBERS)?;
         for (i, member) in members.iter().enumerate() {
             self.check_member(&key, member, &members[..i], (ip_range, ipv6_range))?;
         }
         if let Some(current) = self.networks.get(&key) {
             if current.owner != author {
                 return Err(Rejection::NotOwner {
-                    name: key,
-                    owner: current.owner.clone(),
+                    name: key.into(),
+                    owner: (&current.owner).into(),
                 });
             }
             self.check_leaving(&key, &current.members, members)?;
@@ -134,7 +136,7 @@ impl GridState {
             if let Some(object) = self.objects_on(key, gone.node_id) {
                 return Err(Rejection::MemberInUse {
                     node_id: gone.node_id,
-                    object,
+                    object: object.into(),
                 });
             }
         }
