@@ -135,17 +135,11 @@ impl LedgerCommand {
                 ledger,
             } => submit(&entry, &key, &author, &ledger),
             LedgerCommand::Verify { ledger } => {
-                let entries = read_all(&ledger)?;
-                let replay = ledger::replay(&entries);
-                for refused in &replay.refused {
-                    println!("entry {}: refused: {}", refused.seq, refused.reason);
+                let (report, refused) = verify(&read_all(&ledger)?);
+                for line in report {
+                    println!("{line}");
                 }
-                println!(
-                    "{} entries, {} refused",
-                    entries.len(),
-                    replay.refused.len()
-                );
-                if !replay.refused.is_empty() {
+                if refused {
                     std::process::exit(1);
                 }
                 Ok(())
@@ -183,6 +177,23 @@ fn read_body(path: &Path) -> anyhow::Result<Body> {
         .with_context(|| format!("{} holds no entry body", path.display()))
 }
 
+/// The lines `verify` prints, one per refused entry and a summary, and whether any entry was
+/// refused. Refusals show the entry's text escaped, so each stays one line.
+fn verify(entries: &[ledger::Entry]) -> (Vec<String>, bool) {
+    let replay = ledger::replay(entries);
+    let mut lines: Vec<String> = replay
+        .refused
+        .iter()
+        .map(|r| format!("entry {}: refused: {}", r.seq, r.reason))
+        .collect();
+    lines.push(format!(
+        "{} entries, {} refused",
+        entries.len(),
+        replay.refused.len()
+    ));
+    (lines, !replay.refused.is_empty())
+}
+
 /// How often `submit` signs again when another writer appended first.
 const SUBMIT_ATTEMPTS: u32 = 5;
 
@@ -215,4 +226,28 @@ fn submit(entry: &Path, key: &Path, author: &str, ledger: &LedgerArgs) -> anyhow
         signed.body.kind()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_prints_one_line_per_refused_entry_whatever_the_entry_says() {
+        let key = SigningKey::from_seed([3; 32]);
+        let twin = |name: &str| Body::Twin {
+            name: name.into(),
+            public_key: key.public(),
+        };
+        let first = ledger::sign_next(&Default::default(), "alice", twin("alice"), &key);
+        let chain = ledger::replay([&first]).chain;
+        let forged = "bob\nentry 7: refused: nothing";
+        let second = ledger::sign_next(&chain, forged, twin(forged), &key);
+        let (lines, refused) = verify(&[first, second]);
+        assert!(refused);
+        let text = lines.join("\n");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.starts_with("entry 1: refused: "), "{text}");
+        assert!(text.ends_with("2 entries, 1 refused"), "{text}");
+    }
 }

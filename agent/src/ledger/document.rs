@@ -12,6 +12,7 @@ use super::{
     limits::{MAX_ENTRY_BYTES, MAX_FLOW_OPENINGS},
     model::Entry,
 };
+use crate::vocab::UserText;
 
 /// Why a document is not an entry.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -26,8 +27,9 @@ pub enum DocumentError {
     NotText,
     #[error("holds more than one document; each entry starts with its own `---` line")]
     SeveralDocuments,
+    /// The parser's message, which quotes the text it refused.
     #[error("{reason}")]
-    Yaml { reason: String },
+    Yaml { reason: UserText },
     #[error("was read as a good entry before and is not one now: the file was rewritten")]
     Changed,
 }
@@ -105,7 +107,7 @@ pub fn parse_entry(document: &[u8]) -> Result<Option<Entry>, DocumentError> {
 
 fn yaml(error: serde_yaml::Error) -> DocumentError {
     DocumentError::Yaml {
-        reason: error.to_string(),
+        reason: UserText::message(&error.to_string()),
     }
 }
 

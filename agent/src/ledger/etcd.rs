@@ -12,6 +12,7 @@
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
 
 use super::{limits::MAX_ENTRY_BYTES, model::Entry};
+use crate::vocab::UserText;
 
 /// Errors of the etcd source.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +26,7 @@ pub enum EtcdError {
     #[error("another writer appended at position {position} first; read again and retry")]
     Conflict { position: u64 },
     #[error("etcd key {key} does not hold a ledger entry: {reason}")]
-    Corrupt { key: String, reason: String },
+    Corrupt { key: UserText, reason: UserText },
     #[error("the watch on {prefix} ended")]
     WatchEnded { prefix: String },
 }
@@ -155,8 +156,8 @@ impl EtcdLedger {
 
     fn decode(&self, key: &[u8], value: &[u8]) -> Result<Entry, EtcdError> {
         let corrupt = |reason: String| EtcdError::Corrupt {
-            key: String::from_utf8_lossy(key).into_owned(),
-            reason,
+            key: UserText::message(&String::from_utf8_lossy(key)),
+            reason: UserText::message(&reason),
         };
         if value.len() > MAX_ENTRY_BYTES {
             return Err(corrupt(format!(

@@ -401,3 +401,56 @@ fn oversized_entries_are_refused_and_quoted_short() {
     );
     g.refuse(e, |e| matches!(e, R::UnknownAuthor { .. }) && quoted(e));
 }
+
+/// A refusal is printed as one line (`entry N: refused: ...`); text from the entry must not be
+/// able to end it and print a line of its own.
+#[test]
+fn refusals_quote_user_text_on_one_line() {
+    use Rejection as R;
+    let mut g = Grid::new();
+    let forged = "x\nentry 9: refused: \u{1b}[2Kforged\r\u{2028}\u{202e}";
+    let one_line = |e: &Rejection| {
+        let shown = e.to_string();
+        !shown.contains(['\n', '\r', '\u{1b}', '\u{2028}', '\u{202e}']) && shown.contains("\\n")
+    };
+    let e = g.sign("alice", container(forged, "web", 1, [10, 1, 1, 70]));
+    g.refuse(e, |e| matches!(e, R::InvalidName { .. }) && one_line(e));
+    let e = g.sign("alice", container("c", forged, 1, [10, 1, 1, 70]));
+    g.refuse(e, |e| matches!(e, R::UnknownNetwork { .. }) && one_line(e));
+    let e = g.sign(
+        "alice",
+        Body::Delete {
+            object: model::ObjectKind::Access,
+            name: forged.into(),
+        },
+    );
+    g.refuse(e, |e| matches!(e, R::UnknownObject { .. }) && one_line(e));
+    let e = sign_next(
+        &g.chain,
+        forged,
+        container("c", "web", 1, [10, 1, 1, 70]),
+        &key(66),
+    );
+    g.refuse(e, |e| matches!(e, R::UnknownAuthor { .. }) && one_line(e));
+    let e = sign_next(
+        &g.chain,
+        forged,
+        Body::Twin {
+            name: "dave".into(),
+            public_key: key(66).public(),
+        },
+        &key(66),
+    );
+    g.refuse(e, |e| matches!(e, R::TwinAuthor { .. }) && one_line(e));
+}
+
+/// The YAML parser's messages quote the text they refuse; they are shown on one line too.
+#[test]
+fn malformed_documents_are_reported_on_one_line() {
+    let grid = Grid::new();
+    let good = serde_yaml::to_string(&grid.entries[3]).expect("yaml");
+    let text = good.replace("kind: node", "kind: \"node\\nentry 9: refused: forged\"");
+    let (_, reason) = file::parse(&format!("---\n{text}")).expect_err("an unknown kind");
+    let shown = reason.to_string();
+    assert!(shown.contains("forged") && !shown.contains('\n'), "{shown}");
+}

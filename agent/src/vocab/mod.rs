@@ -10,5 +10,5 @@ mod wg_key;
 pub use gateway_mode::GatewayMode;
 pub(crate) use text::text_serde;
 pub use text::{KeyTextError, decode_base64_exact};
-pub use user_text::{MAX_SHOWN_CHARS, UserText};
+pub use user_text::{MAX_SHOWN_CHARS, MAX_SHOWN_MESSAGE, UserText};
 pub use wg_key::WgKey;
