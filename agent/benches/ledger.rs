@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use gridnet_agent::{
     ledger::{self, Body, Chain, SigningKey, model::Member},
-    plan::WgKey,
+    vocab::WgKey,
 };
 
 /// Users in the synthetic grid; each adds a twin, a network and eight containers: ten entries.

@@ -6,8 +6,9 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     ledger::{
-        self, Body, SigningKey,
+        self, Body, SigningKey, document,
         file::LedgerFile,
+        limits::MAX_ENTRY_BYTES,
         source::{LedgerSource as _, Location, SourceError},
     },
     plan::from_ledger::plan_node,
@@ -134,17 +135,11 @@ impl LedgerCommand {
                 ledger,
             } => submit(&entry, &key, &author, &ledger),
             LedgerCommand::Verify { ledger } => {
-                let entries = read_all(&ledger)?;
-                let replay = ledger::replay(&entries);
-                for refused in &replay.refused {
-                    println!("entry {}: refused: {}", refused.seq, refused.reason);
+                let (report, refused) = verify(&read_all(&ledger)?);
+                for line in report {
+                    println!("{line}");
                 }
-                println!(
-                    "{} entries, {} refused",
-                    entries.len(),
-                    replay.refused.len()
-                );
-                if !replay.refused.is_empty() {
+                if refused {
                     std::process::exit(1);
                 }
                 Ok(())
@@ -169,14 +164,41 @@ impl LedgerCommand {
     }
 }
 
+/// The body in the YAML file `path`, read no further than an entry may be long and guarded
+/// like a ledger's documents before it is parsed.
+fn read_body(path: &Path) -> anyhow::Result<Body> {
+    use std::io::Read as _;
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_ENTRY_BYTES as u64 + 1).read_to_end(&mut text))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    document::parse_one(&text)
+        .with_context(|| format!("{} is not an entry body", path.display()))?
+        .with_context(|| format!("{} holds no entry body", path.display()))
+}
+
+/// The lines `verify` prints, one per refused entry and a summary, and whether any entry was
+/// refused. Refusals show the entry's text escaped, so each stays one line.
+fn verify(entries: &[ledger::Entry]) -> (Vec<String>, bool) {
+    let replay = ledger::replay(entries);
+    let mut lines: Vec<String> = replay
+        .refused
+        .iter()
+        .map(|r| format!("entry {}: refused: {}", r.seq, r.reason))
+        .collect();
+    lines.push(format!(
+        "{} entries, {} refused",
+        entries.len(),
+        replay.refused.len()
+    ));
+    (lines, !replay.refused.is_empty())
+}
+
 /// How often `submit` signs again when another writer appended first.
 const SUBMIT_ATTEMPTS: u32 = 5;
 
 fn submit(entry: &Path, key: &Path, author: &str, ledger: &LedgerArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(entry)
-        .with_context(|| format!("cannot read {}", entry.display()))?;
-    let body: Body = serde_yaml::from_str(&text)
-        .with_context(|| format!("{} is not an entry body", entry.display()))?;
+    let body = read_body(entry)?;
     let key = SigningKey::read(key)?;
     let location = ledger.location()?;
     let signed = block_on(async {
@@ -204,4 +226,28 @@ fn submit(entry: &Path, key: &Path, author: &str, ledger: &LedgerArgs) -> anyhow
         signed.body.kind()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_prints_one_line_per_refused_entry_whatever_the_entry_says() {
+        let key = SigningKey::from_seed([3; 32]);
+        let twin = |name: &str| Body::Twin {
+            name: name.into(),
+            public_key: key.public(),
+        };
+        let first = ledger::sign_next(&Default::default(), "alice", twin("alice"), &key);
+        let chain = ledger::replay([&first]).chain;
+        let forged = "bob\nentry 7: refused: nothing";
+        let second = ledger::sign_next(&chain, forged, twin(forged), &key);
+        let (lines, refused) = verify(&[first, second]);
+        assert!(refused);
+        let text = lines.join("\n");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.starts_with("entry 1: refused: "), "{text}");
+        assert!(text.ends_with("2 entries, 1 refused"), "{text}");
+    }
 }

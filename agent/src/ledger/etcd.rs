@@ -11,7 +11,8 @@
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
 
-use super::model::Entry;
+use super::{limits::MAX_ENTRY_BYTES, model::Entry};
+use crate::vocab::UserText;
 
 /// Errors of the etcd source.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +26,7 @@ pub enum EtcdError {
     #[error("another writer appended at position {position} first; read again and retry")]
     Conflict { position: u64 },
     #[error("etcd key {key} does not hold a ledger entry: {reason}")]
-    Corrupt { key: String, reason: String },
+    Corrupt { key: UserText, reason: UserText },
     #[error("the watch on {prefix} ended")]
     WatchEnded { prefix: String },
 }
@@ -154,9 +155,17 @@ impl EtcdLedger {
     }
 
     fn decode(&self, key: &[u8], value: &[u8]) -> Result<Entry, EtcdError> {
-        serde_json::from_slice(value).map_err(|e| EtcdError::Corrupt {
-            key: String::from_utf8_lossy(key).into_owned(),
-            reason: e.to_string(),
-        })
+        let corrupt = |reason: String| EtcdError::Corrupt {
+            key: UserText::message(&String::from_utf8_lossy(key)),
+            reason: UserText::message(&reason),
+        };
+        if value.len() > MAX_ENTRY_BYTES {
+            return Err(corrupt(format!(
+                "{} bytes is more than the {MAX_ENTRY_BYTES} an entry may have",
+                value.len()
+            )));
+        }
+        // serde_json refuses nesting beyond 128 levels, in time linear in the text.
+        serde_json::from_slice(value).map_err(|e| corrupt(e.to_string()))
     }
 }

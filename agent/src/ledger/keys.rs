@@ -4,9 +4,9 @@ use std::{fmt, path::Path, str::FromStr};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use ed25519_dalek::{Signer as _, Verifier as _};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::plan::WgKey;
+pub use crate::vocab::KeyTextError;
+use crate::vocab::{WgKey, decode_base64_exact, text_serde};
 
 /// An ed25519 public key (a twin's identity), base64 in text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,35 +20,13 @@ pub struct Signature(pub [u8; 64]);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Hash(pub [u8; 32]);
 
-/// Why a key, signature or hash text is malformed.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{what} must be {expected}")]
-pub struct KeyTextError {
-    what: &'static str,
-    expected: &'static str,
-}
-
-fn b64_exact<const N: usize>(
-    text: &str,
-    what: &'static str,
-    expected: &'static str,
-) -> Result<[u8; N], KeyTextError> {
-    STANDARD
-        .decode(text.trim())
-        .ok()
-        .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())
-        .ok_or(KeyTextError { what, expected })
-}
-
 impl FromStr for PublicKey {
     type Err = KeyTextError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bytes = b64_exact(text, "a public key", "32 bytes in base64")?;
+        let bytes = decode_base64_exact(text, "a public key", "32 bytes in base64")?;
         // Reject what is not a point on the curve now, not at the first verification.
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| KeyTextError {
-            what: "a public key",
-            expected: "a valid ed25519 point",
-        })?;
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| KeyTextError::new("a public key", "a valid ed25519 point"))?;
         Ok(Self(bytes))
     }
 }
@@ -56,17 +34,10 @@ impl FromStr for PublicKey {
 impl FromStr for Signature {
     type Err = KeyTextError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Ok(Self(b64_exact(text, "a signature", "64 bytes in base64")?))
-    }
-}
-
-impl FromStr for WgKey {
-    type Err = KeyTextError;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Ok(Self(b64_exact(
+        Ok(Self(decode_base64_exact(
             text,
-            "a WireGuard key",
-            "32 bytes in base64",
+            "a signature",
+            "64 bytes in base64",
         )?))
     }
 }
@@ -74,10 +45,7 @@ impl FromStr for WgKey {
 impl FromStr for Hash {
     type Err = KeyTextError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = KeyTextError {
-            what: "a hash",
-            expected: "64 lowercase hex digits",
-        };
+        let err = KeyTextError::new("a hash", "64 lowercase hex digits");
         let text = text.trim();
         if text.len() != 64
             || !text
@@ -94,15 +62,6 @@ impl FromStr for Hash {
     }
 }
 
-impl Clone for KeyTextError {
-    fn clone(&self) -> Self {
-        Self {
-            what: self.what,
-            expected: self.expected,
-        }
-    }
-}
-
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&STANDARD.encode(self.0))
@@ -115,34 +74,13 @@ impl fmt::Display for Signature {
     }
 }
 
-impl fmt::Display for WgKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&STANDARD.encode(self.0))
-    }
-}
-
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
-macro_rules! text_serde {
-    ($($ty:ty),*) => {$(
-        impl Serialize for $ty {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    )*};
-}
-text_serde!(PublicKey, Signature, WgKey, Hash);
+text_serde!(PublicKey, Signature, Hash);
 
 /// A twin's signing key.
 pub struct SigningKey(ed25519_dalek::SigningKey);
@@ -249,7 +187,7 @@ fn read_secret(path: &Path) -> Result<[u8; 32], KeyFileError> {
         path: shown.clone(),
         source,
     })?;
-    b64_exact(&text, "", "").map_err(|_| KeyFileError::Malformed { path: shown })
+    decode_base64_exact(&text, "", "").map_err(|_| KeyFileError::Malformed { path: shown })
 }
 
 fn write_secret(path: &Path, secret: &[u8; 32]) -> Result<(), KeyFileError> {

@@ -2,24 +2,32 @@
 //!
 //! - [`model`]: entries, bodies, canonical bytes.
 //! - [`keys`]: ed25519 and WireGuard keys, signatures, hashes, key files.
-//! - [`state`]: the grid state and the rules ([`rules`]) every entry must pass.
+//! - [`chain`]: an entry's place in the hash chain and its signature.
+//! - [`state`]: the grid state and each kind's rules; [`rules`] says why an entry is refused,
+//!   [`address`] which addresses may be used.
+//! - [`document`]: one YAML document per entry, guarded by the [`limits`] before it is parsed.
 //! - [`source`]: where a ledger lives and the interface of every source: [`file`], the YAML
 //!   file followed as it grows, and [`etcd`], a cluster reached outward.
 //!
 //! [`replay`] turns a list of entries into a state plus the refused entries and why.
 
+pub mod address;
+pub mod chain;
+pub mod document;
 pub mod etcd;
 pub mod file;
 pub mod keys;
+pub mod limits;
 pub mod model;
 pub mod rules;
 pub mod source;
 pub mod state;
 
+pub use chain::Chain;
 pub use keys::{Hash, PublicKey, SigningKey};
 pub use model::{Body, Entry};
 pub use rules::Rejection;
-pub use state::{Chain, GridState};
+pub use state::GridState;
 
 /// An entry that changed nothing, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,5 +77,7 @@ pub fn sign_next(chain: &Chain, author: &str, body: Body, key: &SigningKey) -> E
     entry
 }
 
+#[cfg(test)]
+pub(crate) mod fixture;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{Hash, PublicKey, Signature};
-use crate::plan::{GatewayMode, WgKey};
+use crate::vocab::{GatewayMode, WgKey};
 
 /// One signed ledger entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

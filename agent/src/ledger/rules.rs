@@ -1,6 +1,9 @@
-//! Why an entry is refused: one variant per rule, naming the field.
+//! Why an entry is refused: one variant per rule, naming the field. Text that came from the
+//! entry is kept as [`UserText`]: quoted cut short.
 
 use std::net::IpAddr;
+
+use crate::vocab::UserText;
 
 /// A rejected entry's reason. The entry changed nothing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -10,27 +13,35 @@ pub enum Rejection {
     #[error("prev: does not match the hash of entry {seq} (the chain is broken or was rewritten)")]
     BrokenChain { seq: u64 },
     #[error("author: no twin named `{author}` is registered")]
-    UnknownAuthor { author: String },
+    UnknownAuthor { author: UserText },
     #[error("signature: does not verify with the key of `{author}`")]
-    BadSignature { author: String },
+    BadSignature { author: UserText },
     #[error(
         "{field}: `{value}` is not a valid name (1-{max} of a-z, 0-9, `-`, starting with a letter or digit)"
     )]
     InvalidName {
         field: &'static str,
-        value: String,
+        value: UserText,
+        max: usize,
+    },
+    #[error("entry: {bytes} bytes is more than the {max} an entry may have")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("{field}: {count} is more than the {max} allowed")]
+    TooMany {
+        field: &'static str,
+        count: usize,
         max: usize,
     },
     #[error("twin: `{name}` is already registered")]
-    DuplicateTwin { name: String },
+    DuplicateTwin { name: UserText },
     #[error("twin: the author must be the twin being registered (`{name}`), not `{author}`")]
-    TwinAuthor { name: String, author: String },
+    TwinAuthor { name: UserText, author: UserText },
     #[error("node_id: must be 1 or more")]
     ZeroNodeId,
     #[error("farmer: the author `{author}` cannot register a node for `{farmer}`")]
-    NotFarmer { author: String, farmer: String },
+    NotFarmer { author: UserText, farmer: UserText },
     #[error("node {node_id}: belongs to `{owner}`; only its farmer may update it")]
-    NodeOwned { node_id: u32, owner: String },
+    NodeOwned { node_id: u32, owner: UserText },
     #[error("endpoints: a node needs at least one underlay address")]
     NoEndpoints,
     #[error("{field}: {address} cannot be used (unspecified, loopback or multicast)")]
@@ -41,7 +52,7 @@ pub enum Rejection {
     #[error("{field}: node {node_id} is not registered")]
     UnknownNode { field: &'static str, node_id: u32 },
     #[error("network `{name}`: owned by `{owner}`; only the owner may change it")]
-    NotOwner { name: String, owner: String },
+    NotOwner { name: UserText, owner: UserText },
     #[error("version: must grow, {current} is current and {got} was given")]
     StaleVersion { current: u64, got: u64 },
     #[error("{field}: {value} {problem}")]
@@ -57,13 +68,13 @@ pub enum Rejection {
     #[error("wireguard_listen_port: {port} {problem}")]
     BadPort { port: u16, problem: String },
     #[error("members: node {node_id} still hosts `{object}` of this network; delete it first")]
-    MemberInUse { node_id: u32, object: String },
+    MemberInUse { node_id: u32, object: UserText },
     #[error("network: `{owner}/{name}` does not exist")]
-    UnknownNetwork { owner: String, name: String },
+    UnknownNetwork { owner: UserText, name: UserText },
     #[error("node_id: node {node_id} is not a member of network `{network}`")]
-    NotMember { node_id: u32, network: String },
+    NotMember { node_id: u32, network: UserText },
     #[error("{kind} `{name}` already exists; delete it first")]
-    Exists { kind: &'static str, name: String },
+    Exists { kind: &'static str, name: UserText },
     #[error("{field}: {address} is outside {subnet}")]
     OutsideSubnet {
         field: &'static str,
@@ -80,31 +91,37 @@ pub enum Rejection {
     AddressInUse {
         field: &'static str,
         address: IpAddr,
-        by: String,
+        by: UserText,
     },
     #[error("node_id: node {node_id} has no public address for a gateway")]
     NoPublicAddress { node_id: u32 },
     #[error("hostnames: `{value}` is not a DNS name")]
-    BadHostname { value: String },
+    BadHostname { value: UserText },
     #[error("{field}: must not be empty")]
     Empty { field: &'static str },
     #[error("allowed_ips: {prefix} overlaps the subnet of member node {node_id}")]
     AccessOverlapsMember { prefix: String, node_id: u32 },
     #[error("{kind} `{name}`: the author has no such object")]
-    UnknownObject { kind: &'static str, name: String },
+    UnknownObject { kind: &'static str, name: UserText },
     #[error("network `{name}`: still has {kind} `{object}`; delete it first")]
     NetworkInUse {
-        name: String,
+        name: UserText,
         kind: &'static str,
-        object: String,
+        object: UserText,
     },
 }
 
-/// Longest twin name.
-pub const MAX_TWIN_NAME: usize = 20;
-/// Longest object name (network, container, gateway, access): `<twin>.<name>` must fit the
-/// agent's 48-character container names.
-pub const MAX_OBJECT_NAME: usize = 24;
+/// At most `max` items in the list `field`.
+pub fn too_many<T>(field: &'static str, items: &[T], max: usize) -> Result<(), Rejection> {
+    if items.len() > max {
+        return Err(Rejection::TooMany {
+            field,
+            count: items.len(),
+            max,
+        });
+    }
+    Ok(())
+}
 
 /// `a-z`, `0-9`, `-`, not starting with `-`.
 pub fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
@@ -119,15 +136,10 @@ pub fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), Re
     } else {
         Err(Rejection::InvalidName {
             field,
-            value: value.to_owned(),
+            value: value.into(),
             max,
         })
     }
-}
-
-/// Whether an address may be a node's underlay or public address.
-pub fn usable(address: IpAddr) -> bool {
-    !(address.is_unspecified() || address.is_loopback() || address.is_multicast())
 }
 
 /// A DNS host name: labels of letters, digits and `-`, dots between, 253 characters at most.

@@ -156,12 +156,11 @@ impl LedgerSource for AnySource {
 
 impl LedgerSource for LedgerFile {
     async fn read_from(&mut self, from: u64) -> Result<Vec<Entry>, SourceError> {
-        let mut entries = self.read()?;
-        Ok(entries.split_off((from as usize).min(entries.len())))
+        Ok(self.entries_from(position(from))?)
     }
 
     async fn wait_from(&mut self, from: u64) -> Result<Vec<Entry>, SourceError> {
-        Ok(self.follow(from as usize).await?)
+        Ok(self.follow(position(from)).await?)
     }
 
     async fn append(&mut self, position: u64, entry: &Entry) -> Result<(), SourceError> {
@@ -171,6 +170,11 @@ impl LedgerSource for LedgerFile {
             Err(SourceError::Conflict { position })
         }
     }
+}
+
+/// A position as an index; one past any file's entries when it does not fit.
+fn position(from: u64) -> usize {
+    usize::try_from(from).unwrap_or(usize::MAX)
 }
 
 impl LedgerSource for EtcdLedger {

@@ -92,3 +92,51 @@ pub fn plan_node(state: &GridState, node_id: u32) -> NodePlan {
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use super::plan_node;
+    use crate::ledger::fixture::Grid;
+
+    #[test]
+    fn a_good_chain_plans_each_node() {
+        let grid = Grid::new();
+        let state = grid.chain.state();
+        let one = plan_node(state, 1);
+        assert_eq!(
+            one.networks
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>(),
+            ["alice/web", "bob/db"]
+        );
+        let web = &one.networks[0];
+        assert_eq!(
+            (web.subnet.to_string(), web.wireguard_listen_port),
+            ("10.1.1.0/24".into(), 51820)
+        );
+        assert_eq!(web.peers.len(), 1);
+        assert_eq!(
+            web.peers[0].endpoints,
+            vec!["192.0.2.2:51820".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(
+            one.containers.len(),
+            2,
+            "alice.web1 and bob.db1 share an address in different networks"
+        );
+        assert_eq!(
+            one.gateways[0].public_ips,
+            vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))]
+        );
+        assert!(
+            crate::reconcile::validate(&one).is_ok(),
+            "the plan of a valid ledger is realizable"
+        );
+        let two = plan_node(state, 2);
+        assert_eq!(two.networks[0].access[0].name, "alice/laptop");
+        assert!(two.containers.is_empty());
+    }
+}

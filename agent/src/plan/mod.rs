@@ -11,6 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
+pub use crate::vocab::{GatewayMode, WgKey};
+
 /// Everything one node hosts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodePlan {
@@ -85,20 +87,6 @@ pub struct GatewayPlan {
     /// The node's public addresses the gateway listens on.
     pub public_ips: Vec<IpAddr>,
 }
-
-/// How a gateway routes public traffic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GatewayMode {
-    /// Plain HTTP, routed by the `Host` header.
-    Http,
-    /// TLS, routed by SNI and passed through without termination.
-    TlsPassthrough,
-}
-
-/// A WireGuard (x25519) public key; base64 in text, as `wg` writes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WgKey(pub [u8; 32]);
 
 impl NetworkPlan {
     /// A network as one node sees it before it has peers, access peers or a WireGuard port.

@@ -1,0 +1,94 @@
+//! Identities: twins (who signs) and nodes (who hosts).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::{GridState, Node};
+use crate::{
+    ledger::{
+        address::usable,
+        keys::PublicKey,
+        limits::{MAX_ENDPOINTS, MAX_TWIN_NAME},
+        rules::{Rejection, check_name, too_many},
+    },
+    vocab::WgKey,
+};
+
+impl GridState {
+    /// A new twin; the chain has already checked that `public_key` signed the entry.
+    pub(super) fn apply_twin(
+        &mut self,
+        author: &str,
+        name: &str,
+        public_key: PublicKey,
+    ) -> Result<(), Rejection> {
+        check_name("name", name, MAX_TWIN_NAME)?;
+        if name != author {
+            return Err(Rejection::TwinAuthor {
+                name: name.into(),
+                author: author.into(),
+            });
+        }
+        if self.twins.contains_key(name) {
+            return Err(Rejection::DuplicateTwin { name: name.into() });
+        }
+        self.twins.insert(name.to_owned(), public_key);
+        Ok(())
+    }
+
+    /// A new node, or an update of one by its farmer.
+    pub(super) fn apply_node(
+        &mut self,
+        author: &str,
+        node_id: u32,
+        farmer: &str,
+        wireguard_public_key: WgKey,
+        endpoints: &[IpAddr],
+        (public_ipv4, public_ipv6): (Option<Ipv4Addr>, Option<Ipv6Addr>),
+    ) -> Result<(), Rejection> {
+        if node_id == 0 {
+            return Err(Rejection::ZeroNodeId);
+        }
+        if farmer != author {
+            return Err(Rejection::NotFarmer {
+                author: author.into(),
+                farmer: farmer.into(),
+            });
+        }
+        if let Some(existing) = self.nodes.get(&node_id)
+            && existing.farmer != farmer
+        {
+            return Err(Rejection::NodeOwned {
+                node_id,
+                owner: (&existing.farmer).into(),
+            });
+        }
+        if endpoints.is_empty() {
+            return Err(Rejection::NoEndpoints);
+        }
+        too_many("endpoints", endpoints, MAX_ENDPOINTS)?;
+        let public = public_ipv4
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(public_ipv6.map(IpAddr::V6));
+        for (field, address) in endpoints
+            .iter()
+            .map(|a| ("endpoints", *a))
+            .chain(public.map(|a| ("public_ip", a)))
+        {
+            if !usable(address) {
+                return Err(Rejection::BadAddress { field, address });
+            }
+        }
+        self.nodes.insert(
+            node_id,
+            Node {
+                farmer: farmer.to_owned(),
+                wireguard_public_key,
+                endpoints: endpoints.to_vec(),
+                public_ipv4,
+                public_ipv6,
+            },
+        );
+        Ok(())
+    }
+}
