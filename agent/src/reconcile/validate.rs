@@ -296,6 +296,44 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_of_a_valid_ledger_is_realizable() {
+        let grid = crate::ledger::fixture::Grid::new();
+        for node in [1, 2] {
+            let plan = crate::plan::from_ledger::plan_node(grid.chain.state(), node);
+            assert_eq!(validate(&plan), Ok(()), "node {node}");
+        }
+    }
+
+    #[test]
+    fn only_the_objects_at_fault_are_left_out() {
+        let mut bad = plan(vec![
+            container("a1", "a", 2),
+            container("a2", "a", 2),
+            container("a3", "zzz", 3),
+            container("b1", "b", 2),
+        ]);
+        bad.networks.push(NetworkPlan {
+            subnet: "10.2.1.0/24".parse().expect("net"),
+            ..network("c")
+        });
+        bad.containers.push(container("c1", "c", 4));
+        let (usable, refused) = usable(&bad);
+        let names: Vec<&str> = usable.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a1", "b1"]);
+        assert_eq!(usable.networks.len(), 2);
+        let objects: Vec<Object> = refused.into_iter().map(|(o, _)| o).collect();
+        assert_eq!(
+            objects,
+            [
+                Object::Network("c".into()),
+                Object::Container("a2".into()),
+                Object::Container("a3".into()),
+                Object::Container("c1".into()),
+            ]
+        );
+    }
+
+    #[test]
     fn overlapping_networks_with_the_same_addresses_are_fine() {
         let p = plan(vec![
             container("a1", "a", 2),
