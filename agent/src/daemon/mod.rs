@@ -15,6 +15,7 @@ mod follow;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::{RwLock, watch};
 use tracing::{info, warn};
 
@@ -30,6 +31,11 @@ use control::{ContainerStatus, Failing, ProgramStatus, Rejected, Status, UplinkS
 /// deleting a veth by hand, a crashed reconcile). Short enough to heal within a minute, long
 /// enough to cost nothing on an idle node.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long a pass waits after a link notification for the rest of its burst (creating one
+/// container makes several): long enough to take a burst in one pass, short enough that a
+/// container whose link went down is marked so before its peers notice.
+const LINK_EVENT_SETTLE: Duration = Duration::from_millis(50);
 
 /// What the ledger says this node should host, as of one ledger position.
 #[derive(Clone, Debug, Default)]
@@ -82,6 +88,10 @@ async fn serve(
     let server = tokio::spawn(control::serve(listener, status.clone()));
     info!(socket = %config.control_socket.display(), "agent running");
 
+    // Link changes (a container's link going down, a veth deleted by hand) start a pass at
+    // once instead of at the next resync; a burst of them starts one.
+    let mut link_events = crate::netlink::Netlink::link_events()
+        .context("cannot subscribe to link notifications")?;
     // The first tick fires at once: reconcile what was read before waiting for changes.
     let mut resync = tokio::time::interval(Duration::from_secs(config.resync_seconds));
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -95,6 +105,10 @@ async fn serve(
                 }
             }
             _ = resync.tick() => {}
+            Some(()) = link_events.next() => {
+                tokio::time::sleep(LINK_EVENT_SETTLE).await;
+                while link_events.next().now_or_never().flatten().is_some() {}
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         }

@@ -58,6 +58,8 @@ pub struct Link {
     pub xdp: Option<&'static str>,
     /// Whether it is one end of a veth pair.
     pub veth: bool,
+    /// Whether it has a carrier (`IFF_LOWER_UP`): a veth loses it when its peer goes down.
+    pub carrier: bool,
 }
 
 /// A BPF tc filter found on an interface.
@@ -90,6 +92,18 @@ impl Netlink {
         CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(connection);
         Ok(Self { handle })
+    }
+
+    /// A stream that yields whenever a link of the calling thread's namespace changes (comes,
+    /// goes, goes up or down, loses or finds its carrier), on a socket of its own subscribed to
+    /// link notifications. Needs a tokio runtime.
+    pub fn link_events() -> Result<impl futures::Stream<Item = ()> + Unpin, NetlinkError> {
+        let (connection, _handle, messages) =
+            rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link])
+                .map_err(NetlinkError::Connect)?;
+        CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(connection);
+        Ok(futures::StreamExt::map(messages, |_| ()))
     }
 
     /// A connection in `ns`. Needs a tokio runtime.
@@ -368,6 +382,7 @@ fn link_of(message: &LinkMessage) -> Link {
         up: message.header.flags.contains(LinkFlags::Up),
         xdp: None,
         veth: false,
+        carrier: message.header.flags.contains(LinkFlags::LowerUp),
     };
     for attribute in &message.attributes {
         match attribute {
