@@ -3,6 +3,9 @@
 
 use core::mem::size_of;
 
+mod tunnel;
+pub use tunnel::*;
+
 /// Container interfaces by the ifindex of their host-side veth: `u32 -> Iface`.
 pub const MAP_IFACES: &str = "GRIDNET_IFACE_1";
 /// Container endpoints by network and address: `EndpointKey -> Endpoint`.

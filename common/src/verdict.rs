@@ -10,17 +10,24 @@ pub enum Program {
     TcFromContainer = 1,
     /// XDP on the node's uplinks: the guard against unsolicited inbound traffic.
     XdpUplink = 2,
+    /// TC ingress on each network's tunnel device: decrypted packets from other nodes.
+    TcFromTunnel = 3,
 }
 
 impl Program {
     /// Every program, for tools that list them.
-    pub const ALL: [Program; 2] = [Program::TcFromContainer, Program::XdpUplink];
+    pub const ALL: [Program; 3] = [
+        Program::TcFromContainer,
+        Program::XdpUplink,
+        Program::TcFromTunnel,
+    ];
 
     /// The program's stable name, as shown by `gridnet bpf-stats`.
     pub const fn name(self) -> &'static str {
         match self {
             Program::TcFromContainer => "tc_from_container",
             Program::XdpUplink => "xdp_uplink",
+            Program::TcFromTunnel => "tc_from_tunnel",
         }
     }
 
@@ -42,15 +49,18 @@ pub enum Verdict {
     Drop = 3,
     /// Let through to the node's own stack (the uplink guard's allowed traffic).
     Pass = 4,
+    /// Sent into the network's tunnel, to a container on another node.
+    Tunnel = 5,
 }
 
 impl Verdict {
     /// Every verdict, for tools that list them.
-    pub const ALL: [Verdict; 4] = [
+    pub const ALL: [Verdict; 5] = [
         Verdict::Forward,
         Verdict::Reply,
         Verdict::Drop,
         Verdict::Pass,
+        Verdict::Tunnel,
     ];
 
     /// The verdict's stable name, as shown by `gridnet bpf-stats`.
@@ -60,6 +70,7 @@ impl Verdict {
             Verdict::Reply => "reply",
             Verdict::Drop => "drop",
             Verdict::Pass => "pass",
+            Verdict::Tunnel => "tunnel",
         }
     }
 

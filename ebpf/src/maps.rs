@@ -4,14 +4,16 @@
 //! `gridnet_common::maps` (the agent opens them by those constants and fails loudly otherwise).
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, PerCpuHashMap},
 };
 use gridnet_common::{
     datapath::Tables,
     maps::{
-        Endpoint, EndpointKey, Iface, MAX_ENDPOINTS, MAX_IFACES, MAX_NETWORKS, MAX_STATS,
-        MAX_UPLINK_PORTS, NetworkName, PortKey, Stats, StatsKey, UplinkConfig,
+        Endpoint, EndpointKey, Iface, MAX_ENDPOINTS, MAX_IFACES, MAX_NETWORKS, MAX_ROUTES,
+        MAX_STATS, MAX_TUNNELS, MAX_UPLINK_PORTS, NetworkName, PortKey, Route, RouteKey, Stats,
+        StatsKey, UplinkConfig,
     },
     uplink::UplinkTables,
     verdict::{DropReason, Program, Verdict},
@@ -25,6 +27,13 @@ static GRIDNET_ENDPT_1: HashMap<EndpointKey, Endpoint> = HashMap::pinned(MAX_END
 
 #[map]
 static GRIDNET_STATS_1: PerCpuHashMap<StatsKey, Stats> = PerCpuHashMap::pinned(MAX_STATS, 0);
+
+/// A trie must not be preallocated (the kernel refuses it otherwise).
+#[map]
+static GRIDNET_ROUTE_1: LpmTrie<RouteKey, Route> = LpmTrie::pinned(MAX_ROUTES, BPF_F_NO_PREALLOC);
+
+#[map]
+static GRIDNET_TUNL_1: HashMap<u32, u32> = HashMap::pinned(MAX_TUNNELS, 0);
 
 /// Only the agent and `gridnet bpf-stats` use it; it lives here so it is pinned with the rest.
 #[map]

@@ -90,8 +90,8 @@ async fn serve(
 
     // Link changes (a container's link going down, a veth deleted by hand) start a pass at
     // once instead of at the next resync; a burst of them starts one.
-    let mut link_events = crate::netlink::Netlink::link_events()
-        .context("cannot subscribe to link notifications")?;
+    let mut link_events =
+        crate::netlink::Netlink::link_events().context("cannot subscribe to link notifications")?;
     // The first tick fires at once: reconcile what was read before waiting for changes.
     let mut resync = tokio::time::interval(Duration::from_secs(config.resync_seconds));
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

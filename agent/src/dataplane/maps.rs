@@ -8,12 +8,17 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, MapData, MapError},
+    maps::{
+        Array, HashMap, MapData, MapError,
+        lpm_trie::{Key, LpmTrie},
+    },
 };
 use gridnet_common::maps::{
-    Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS, MAP_UPLINK_CONFIG,
-    MAP_UPLINK_PORTS, NetworkName, PortKey, UplinkConfig,
+    Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS, MAP_ROUTES, MAP_TUNNELS,
+    MAP_UPLINK_CONFIG, MAP_UPLINK_PORTS, NetworkName, PortKey, ROUTE_V4_OFFSET_BITS,
+    ROUTE_V6_OFFSET_BITS, Route, RouteKey, UplinkConfig,
 };
+use ipnet::IpNet;
 
 use super::DataplaneError;
 
@@ -63,8 +68,39 @@ fn endpoint_address(key: &EndpointKey) -> IpAddr {
     }
 }
 
+/// The trie key of a route to `prefix` in network `network_id`.
+fn route_key(network_id: u32, prefix: IpNet) -> Key<RouteKey> {
+    match prefix {
+        IpNet::V4(net) => Key::new(
+            ROUTE_V4_OFFSET_BITS + u32::from(net.prefix_len()),
+            RouteKey::v4(network_id, net.network().octets()),
+        ),
+        IpNet::V6(net) => Key::new(
+            ROUTE_V6_OFFSET_BITS + u32::from(net.prefix_len()),
+            RouteKey::v6(network_id, net.network().octets()),
+        ),
+    }
+}
+
+/// The network and prefix of a trie key; `None` for a key gridnet would not write.
+fn route_of(key: &Key<RouteKey>) -> Option<(u32, IpNet)> {
+    let data = key.data();
+    let v6 = Ipv6Addr::from(data.addr);
+    let bits = key.prefix_len().checked_sub(ROUTE_V6_OFFSET_BITS)?;
+    let prefix = match v6.to_ipv4_mapped() {
+        Some(v4) if bits >= ROUTE_V4_OFFSET_BITS - ROUTE_V6_OFFSET_BITS => {
+            let len = bits - (ROUTE_V4_OFFSET_BITS - ROUTE_V6_OFFSET_BITS);
+            IpNet::new(IpAddr::V4(v4), u8::try_from(len).ok()?).ok()?
+        }
+        _ => IpNet::new(IpAddr::V6(v6), u8::try_from(bits).ok()?).ok()?,
+    };
+    Some((data.network_id(), prefix))
+}
+
 pub struct Maps {
     ifaces: HashMap<MapData, u32, Iface>,
+    routes: LpmTrie<MapData, RouteKey, Route>,
+    tunnels: HashMap<MapData, u32, u32>,
     endpoints: HashMap<MapData, EndpointKey, Endpoint>,
     networks: HashMap<MapData, u32, NetworkName>,
     uplink_ports: HashMap<MapData, PortKey, u32>,
@@ -75,6 +111,13 @@ impl Maps {
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
         Ok(Self {
             ifaces: take_hash(ebpf, MAP_IFACES)?,
+            routes: {
+                let map = ebpf
+                    .take_map(MAP_ROUTES)
+                    .ok_or(DataplaneError::MissingMap { name: MAP_ROUTES })?;
+                LpmTrie::try_from(map).map_err(map_err(MAP_ROUTES, "open"))?
+            },
+            tunnels: take_hash(ebpf, MAP_TUNNELS)?,
             endpoints: take_hash(ebpf, MAP_ENDPOINTS)?,
             networks: take_hash(ebpf, MAP_NETWORKS)?,
             uplink_ports: take_hash(ebpf, MAP_UPLINK_PORTS)?,
@@ -159,6 +202,50 @@ impl Maps {
 
     pub fn remove_network(&mut self, id: u32) -> Result<(), DataplaneError> {
         ignore_missing(self.networks.remove(&id)).map_err(map_err(MAP_NETWORKS, "remove"))
+    }
+
+    pub fn routes(&self) -> Result<BTreeMap<(u32, IpNet), u32>, DataplaneError> {
+        let mut routes = BTreeMap::new();
+        for entry in self.routes.iter() {
+            let (key, route) = entry.map_err(map_err(MAP_ROUTES, "read"))?;
+            if let Some(route_key) = route_of(&key) {
+                routes.insert(route_key, route.ifindex);
+            }
+        }
+        Ok(routes)
+    }
+
+    pub fn set_route(
+        &mut self,
+        network_id: u32,
+        prefix: IpNet,
+        tunnel: u32,
+    ) -> Result<(), DataplaneError> {
+        self.routes
+            .insert(&route_key(network_id, prefix), Route { ifindex: tunnel }, 0)
+            .map_err(map_err(MAP_ROUTES, "insert"))
+    }
+
+    pub fn remove_route(&mut self, network_id: u32, prefix: IpNet) -> Result<(), DataplaneError> {
+        ignore_missing(self.routes.remove(&route_key(network_id, prefix)))
+            .map_err(map_err(MAP_ROUTES, "remove"))
+    }
+
+    pub fn tunnels(&self) -> Result<BTreeMap<u32, u32>, DataplaneError> {
+        self.tunnels
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_TUNNELS, "read"))
+    }
+
+    pub fn set_tunnel(&mut self, ifindex: u32, network_id: u32) -> Result<(), DataplaneError> {
+        self.tunnels
+            .insert(ifindex, network_id, 0)
+            .map_err(map_err(MAP_TUNNELS, "insert"))
+    }
+
+    pub fn forget_tunnel(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        ignore_missing(self.tunnels.remove(&ifindex)).map_err(map_err(MAP_TUNNELS, "remove"))
     }
 
     pub fn uplink_ports(&self) -> Result<BTreeSet<(u8, u16)>, DataplaneError> {

@@ -28,6 +28,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use ipnet::IpNet;
+
 use aya::{
     Ebpf, EbpfLoader,
     programs::{SchedClassifier, Xdp},
@@ -53,12 +55,15 @@ static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 pub enum TcProgram {
     /// On the host side of each container's veth.
     FromContainer,
+    /// On each network's tunnel device.
+    FromTunnel,
 }
 
 impl TcProgram {
     pub const fn program(self) -> Program {
         match self {
             Self::FromContainer => Program::TcFromContainer,
+            Self::FromTunnel => Program::TcFromTunnel,
         }
     }
 }
@@ -325,6 +330,39 @@ impl Dataplane {
         address: IpAddr,
     ) -> Result<(), DataplaneError> {
         self.maps.forget_endpoint(network_id, address)
+    }
+
+    /// Routes to other nodes' subnets: (network id, prefix) -> tunnel ifindex.
+    pub fn routes(&self) -> Result<BTreeMap<(u32, IpNet), u32>, DataplaneError> {
+        self.maps.routes()
+    }
+
+    /// Sends what network `network_id` addresses to `prefix` into the tunnel device `tunnel`.
+    pub fn set_route(
+        &mut self,
+        network_id: u32,
+        prefix: IpNet,
+        tunnel: u32,
+    ) -> Result<(), DataplaneError> {
+        self.maps.set_route(network_id, prefix, tunnel)
+    }
+
+    pub fn remove_route(&mut self, network_id: u32, prefix: IpNet) -> Result<(), DataplaneError> {
+        self.maps.remove_route(network_id, prefix)
+    }
+
+    /// Tunnel devices and their networks: ifindex -> network id.
+    pub fn tunnels(&self) -> Result<BTreeMap<u32, u32>, DataplaneError> {
+        self.maps.tunnels()
+    }
+
+    /// Tells `tc_from_tunnel` that device `ifindex` carries network `network_id`.
+    pub fn set_tunnel(&mut self, ifindex: u32, network_id: u32) -> Result<(), DataplaneError> {
+        self.maps.set_tunnel(ifindex, network_id)
+    }
+
+    pub fn forget_tunnel(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        self.maps.forget_tunnel(ifindex)
     }
 
     /// Network ids by network name.
