@@ -12,6 +12,7 @@
 pub mod datapath;
 pub mod maps;
 pub mod packet;
+pub mod tunnel;
 pub mod uplink;
 pub mod verdict;
 

@@ -4,7 +4,9 @@
 #![no_main]
 
 mod maps;
+mod skb;
 mod tc_from_container;
+mod tc_from_tunnel;
 mod xdp_uplink;
 
 #[cfg(not(test))]

@@ -15,6 +15,7 @@ use gridnet_common::{
         MAX_STATS, MAX_TUNNELS, MAX_UPLINK_PORTS, NetworkName, PortKey, Route, RouteKey, Stats,
         StatsKey, UplinkConfig,
     },
+    tunnel::TunnelTables,
     uplink::UplinkTables,
     verdict::{DropReason, Program, Verdict},
 };
@@ -59,6 +60,14 @@ impl Tables for Maps {
     fn endpoint(&self, key: &EndpointKey) -> Option<Endpoint> {
         // SAFETY: as above.
         unsafe { GRIDNET_ENDPT_1.get(key) }.copied()
+    }
+}
+
+impl TunnelTables for Maps {
+    #[inline(always)]
+    fn tunnel_network(&self, ifindex: u32) -> Option<u32> {
+        // SAFETY: the value is copied out at once; no reference outlives the lookup.
+        unsafe { GRIDNET_TUNL_1.get(ifindex) }.copied()
     }
 }
 
