@@ -1,6 +1,7 @@
 //! gridnet's node agent: from the reservation ledger to running private networks.
 //!
-//! Data flows one way: [`ledger`] -> [`plan`] -> [`reconcile`] -> {[`netlink`], [`dataplane`]}.
+//! Data flows one way: [`ledger`] -> [`plan`] -> [`reconcile`] -> {[`netlink`], [`dataplane`],
+//! [`tunnel`]}.
 
 pub mod cli;
 pub mod daemon;
@@ -9,3 +10,4 @@ pub mod ledger;
 pub mod netlink;
 pub mod plan;
 pub mod reconcile;
+pub mod tunnel;
