@@ -5,7 +5,7 @@
 
 use crate::{
     GATEWAY_MAC,
-    maps::{Endpoint, EndpointKey, Iface},
+    maps::{Endpoint, EndpointKey, Iface, Route, RouteKey},
     packet::{
         ARP_REPLY, ARP_REQUEST, ArpFrame, ArpIpv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
         EthHdr, Frame, ICMPV6_NEIGHBOR_ADVERT, ICMPV6_NEIGHBOR_SOLICIT, IPPROTO_ICMPV6, Ipv4Hdr,
@@ -21,6 +21,8 @@ pub trait Tables {
     fn iface(&self, ifindex: u32) -> Option<Iface>;
     /// A local endpoint of a network.
     fn endpoint(&self, key: &EndpointKey) -> Option<Endpoint>;
+    /// The route to another node's subnet holding an address of a network (longest prefix).
+    fn route(&self, key: &RouteKey) -> Option<Route>;
 }
 
 /// What to do with a frame.
@@ -43,6 +45,9 @@ pub enum Action {
     /// Rewrite the Ethernet addresses (destination `dst_mac`, source [`GATEWAY_MAC`]) and hand
     /// the frame to the peer of `ifindex`: the fast path.
     Deliver { ifindex: u32, dst_mac: [u8; 6] },
+    /// Hand the packet to the network's tunnel device `ifindex`: its destination is a
+    /// container on another node.
+    Tunnel { ifindex: u32 },
     /// Drop it, counted with the reason.
     Drop(DropReason),
 }
@@ -249,12 +254,23 @@ pub fn neighbor_advert(mac: [u8; 6], target: [u8; 16], dst: [u8; 16]) -> NaFrame
     }
 }
 
+/// A local container of the network, else another node's subnet of the network, else nothing:
+/// networks are closed.
 #[inline(always)]
 fn deliver<T: Tables>(tables: &T, key: &EndpointKey) -> Action {
-    match tables.endpoint(key) {
-        Some(endpoint) => Action::Deliver {
+    if let Some(endpoint) = tables.endpoint(key) {
+        return Action::Deliver {
             ifindex: endpoint.ifindex,
             dst_mac: endpoint.mac,
+        };
+    }
+    let route = RouteKey {
+        network_id: key.network_id.to_be_bytes(),
+        addr: key.addr,
+    };
+    match tables.route(&route) {
+        Some(route) => Action::Tunnel {
+            ifindex: route.ifindex,
         },
         None => Action::Drop(DropReason::CrossNetwork),
     }

@@ -6,14 +6,14 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, PerCpuHashMap, lpm_trie::Key},
 };
 use gridnet_common::{
     datapath::Tables,
     maps::{
         Endpoint, EndpointKey, Iface, MAX_ENDPOINTS, MAX_IFACES, MAX_NETWORKS, MAX_ROUTES,
-        MAX_STATS, MAX_TUNNELS, MAX_UPLINK_PORTS, NetworkName, PortKey, Route, RouteKey, Stats,
-        StatsKey, UplinkConfig,
+        MAX_STATS, MAX_TUNNELS, MAX_UPLINK_PORTS, NetworkName, PortKey, ROUTE_KEY_BITS, Route,
+        RouteKey, Stats, StatsKey, UplinkConfig,
     },
     tunnel::TunnelTables,
     uplink::UplinkTables,
@@ -60,6 +60,11 @@ impl Tables for Maps {
     fn endpoint(&self, key: &EndpointKey) -> Option<Endpoint> {
         // SAFETY: as above.
         unsafe { GRIDNET_ENDPT_1.get(key) }.copied()
+    }
+
+    #[inline(always)]
+    fn route(&self, key: &RouteKey) -> Option<Route> {
+        GRIDNET_ROUTE_1.get(Key::new(ROUTE_KEY_BITS, *key)).copied()
     }
 }
 

@@ -70,6 +70,17 @@ fn act(ctx: &TcContext, ifindex: u32, action: Action) -> (Verdict, DropReason, i
                 drop(DropReason::RedirectFailed)
             }
         }
+        Action::Tunnel { ifindex: tunnel } => {
+            // To the tunnel device's egress: the kernel takes the Ethernet header off for a
+            // layer-3 device, and the agent reads the IP packet from it.
+            // SAFETY: a plain helper call; `tunnel` is an ifindex from our own map.
+            let code = unsafe { bpf_redirect(tunnel, 0) } as i32;
+            if code == TC_ACT_REDIRECT {
+                (Verdict::Tunnel, DropReason::None, code)
+            } else {
+                drop(DropReason::RedirectFailed)
+            }
+        }
         Action::Drop(reason) => drop(reason),
     }
 }

@@ -38,6 +38,7 @@ impl ApplyArgs {
             netns_prefix: self.netns_prefix,
             attach: self.attach,
             uplinks: self.uplinks,
+            mtu: crate::reconcile::DEFAULT_MTU,
         };
         reconcile::validate(&plan)
             .with_context(|| format!("{} is refused; nothing was changed", self.plan.display()))?;
@@ -47,7 +48,7 @@ impl ApplyArgs {
             .context("cannot start the async runtime")?;
         let outcome = runtime
             .block_on(async {
-                let mut reconciler = Reconciler::open(config)?;
+                let mut reconciler = Reconciler::open(config, None)?;
                 reconciler.reconcile(&plan).await
             })
             .context("applying the plan failed (run as root; the error names the object)")?;

@@ -46,6 +46,15 @@ pub struct NodeConfigFile {
     /// [`super::RESYNC_INTERVAL`], the default).
     #[serde(default = "default_resync_seconds")]
     pub resync_seconds: u64,
+    /// The MTU of container links and tunnel devices (default
+    /// [`crate::reconcile::DEFAULT_MTU`]): the underlay's MTU less WireGuard's overhead, 80
+    /// bytes over IPv6, 60 over IPv4.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    crate::reconcile::DEFAULT_MTU
 }
 
 fn default_resync_seconds() -> u64 {
@@ -144,6 +153,12 @@ impl NodeConfigFile {
         if !self.control_socket.is_absolute() {
             return invalid("control_socket", "must be an absolute path");
         }
+        if !(1280..=9000).contains(&self.mtu) {
+            return invalid(
+                "mtu",
+                "must be between 1280 (IPv6's minimum) and 9000 (jumbo frames)",
+            );
+        }
         if !(1..=3600).contains(&self.resync_seconds) {
             return invalid("resync_seconds", "must be between 1 and 3600");
         }
@@ -185,6 +200,7 @@ mod tests {
             (valid() + "uplinks: [\"a/b\"]\n", "uplinks"),
             (valid() + "netns_prefix: \"\"\n", "netns_prefix"),
             (valid() + "resync_seconds: 0\n", "resync_seconds"),
+            (valid() + "mtu: 576\n", "mtu"),
             (valid() + "surprise: 1\n", "unknown field"),
             (
                 valid().replace(

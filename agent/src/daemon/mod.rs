@@ -58,8 +58,11 @@ pub async fn run(config: NodeConfigFile) -> anyhow::Result<()> {
         netns_prefix: config.netns_prefix.clone(),
         attach: config.attach,
         uplinks: config.uplinks.clone(),
+        mtu: config.mtu,
     };
-    let reconciler = Reconciler::open(node_config)
+    let key = crate::ledger::keys::NodeKey::read(&config.key_file)
+        .with_context(|| format!("cannot read the node key {}", config.key_file.display()))?;
+    let reconciler = Reconciler::open(node_config, Some(key.private_bytes()))
         .context("cannot open the node's datapath and netlink (run as root, with a bpffs)")?;
     let (tx, mut desired) = watch::channel(Desired::default());
     let follower = tokio::spawn(follow::follow(config.ledger.clone(), config.node_id, tx));
@@ -125,6 +128,7 @@ async fn serve(
             }
         }
     }
+    reconciler.shutdown().await;
     info!("agent stopped; the datapath keeps forwarding");
     Ok(())
 }

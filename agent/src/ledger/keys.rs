@@ -134,6 +134,11 @@ impl NodeKey {
         WgKey(x25519_dalek::PublicKey::from(&self.0).to_bytes())
     }
 
+    /// The private key's bytes, for the WireGuard engine; they never leave the node.
+    pub fn private_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
     pub fn read(path: &Path) -> Result<Self, KeyFileError> {
         Ok(Self(x25519_dalek::StaticSecret::from(read_secret(path)?)))
     }

@@ -60,6 +60,7 @@ pub struct Link {
     pub veth: bool,
     /// Whether it has a carrier (`IFF_LOWER_UP`): a veth loses it when its peer goes down.
     pub carrier: bool,
+    pub mtu: Option<u32>,
 }
 
 /// A BPF tc filter found on an interface.
@@ -149,22 +150,26 @@ impl Netlink {
             .collect())
     }
 
-    /// Creates a veth pair: `host` here, and `peer` with `peer_mac` directly inside `peer_ns`.
+    /// Creates a veth pair with MTU `mtu`: `host` here, and `peer` with `peer_mac` directly
+    /// inside `peer_ns`.
     pub async fn add_veth(
         &self,
         host: &str,
         peer: &str,
         peer_mac: [u8; 6],
         peer_ns: &Netns,
+        mtu: u32,
     ) -> Result<(), NetlinkError> {
         use std::os::fd::AsRawFd as _;
         let peer_message = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_owned())
             .address(peer_mac.to_vec())
+            .mtu(mtu)
             .setns_by_fd(peer_ns.file().as_raw_fd())
             .build();
         let message = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(host.to_owned())
+            .mtu(mtu)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message)))
             .build();
         self.handle
@@ -173,6 +178,17 @@ impl Netlink {
             .execute()
             .await
             .map_err(|source| request("create veth", host, source))
+    }
+
+    /// Sets a link's MTU.
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
+        let message = LinkUnspec::new_with_index(index).mtu(mtu).build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|source| request("set the MTU of", &index.to_string(), source))
     }
 
     /// Sets a link up.
@@ -383,10 +399,12 @@ fn link_of(message: &LinkMessage) -> Link {
         xdp: None,
         veth: false,
         carrier: message.header.flags.contains(LinkFlags::LowerUp),
+        mtu: None,
     };
     for attribute in &message.attributes {
         match attribute {
             LinkAttribute::IfName(name) => link.name.clone_from(name),
+            LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
             LinkAttribute::Address(mac) => link.mac = mac.as_slice().try_into().ok(),
             LinkAttribute::LinkInfo(infos) => {
                 link.veth = infos

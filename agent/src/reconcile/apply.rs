@@ -6,12 +6,13 @@ use tracing::{debug, warn};
 
 use super::{
     Failure, Outcome, ReconcileError, Reconciler,
-    change::{Change, ContainerTarget, Step},
+    change::{Change, ContainerTarget, Step, TunnelStep},
     names,
 };
 use crate::{
     dataplane::TcProgram,
     netlink::{Netlink, Netns, sysctl},
+    tunnel::TunnelSpec,
 };
 
 impl Reconciler {
@@ -52,6 +53,23 @@ impl Reconciler {
             Change::Container { target, steps } => {
                 return self.apply_container(target, steps).await;
             }
+            Change::Tunnel {
+                spec,
+                network_id,
+                steps,
+            } => return self.apply_tunnel(spec, *network_id, steps).await,
+            Change::RemoveTunnel { network } => match &mut self.tunnels {
+                Some(tunnels) => tunnels.remove(network).await.map_err(Into::into),
+                None => Ok(()),
+            },
+            Change::ForgetRoute {
+                network_id, prefix, ..
+            } => dataplane
+                .remove_route(*network_id, *prefix)
+                .map_err(Into::into),
+            Change::ForgetTunnelDevice { ifindex } => {
+                dataplane.forget_tunnel(*ifindex).map_err(Into::into)
+            }
             Change::RemoveLink { index, .. } => {
                 self.netlink.delete_link(*index).await.map_err(Into::into)
             }
@@ -82,6 +100,55 @@ impl Reconciler {
             Change::EnforceGuard => dataplane.enforce_guard().map_err(Into::into),
         };
         result.map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+    }
+
+    /// Applies a tunnel's steps; an error names the step that failed.
+    async fn apply_tunnel(
+        &mut self,
+        spec: &TunnelSpec,
+        network_id: u32,
+        steps: &[TunnelStep],
+    ) -> Result<(), String> {
+        for step in steps {
+            self.apply_tunnel_step(spec, network_id, step)
+                .await
+                .map_err(|e| format!("cannot {step}: {:#}", anyhow::Error::from(e)))?;
+        }
+        Ok(())
+    }
+
+    async fn apply_tunnel_step(
+        &mut self,
+        spec: &TunnelSpec,
+        network_id: u32,
+        step: &TunnelStep,
+    ) -> Result<(), ReconcileError> {
+        if let TunnelStep::Ensure = step {
+            if let Some(tunnels) = &mut self.tunnels {
+                tunnels.ensure(spec).await?;
+            }
+            return Ok(());
+        }
+        let device =
+            self.netlink
+                .link(&spec.ifname)
+                .await?
+                .ok_or_else(|| ReconcileError::LinkVanished {
+                    name: spec.ifname.clone(),
+                })?;
+        match step {
+            TunnelStep::Ensure => {}
+            TunnelStep::Register => self.dataplane.set_tunnel(device.index, network_id)?,
+            TunnelStep::Attach(found) => {
+                self.dataplane
+                    .attach_tc(TcProgram::FromTunnel, &spec.ifname, *found)?;
+            }
+            TunnelStep::Route(prefix) => {
+                self.dataplane
+                    .set_route(network_id, *prefix, device.index)?;
+            }
+        }
+        Ok(())
     }
 
     /// Applies a container's steps; an error names the step that failed.
@@ -132,6 +199,7 @@ impl Reconciler {
                         names::CONTAINER_IFNAME,
                         target.identity.mac,
                         &ns,
+                        u32::from(self.config.mtu),
                     )
                     .await?;
                 work.host_index = None;

@@ -9,7 +9,10 @@ use std::{
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::dataplane::{Attachment, ContainerIdentity, XdpAttachMode};
+use crate::{
+    dataplane::{Attachment, ContainerIdentity, XdpAttachMode},
+    tunnel::TunnelSpec,
+};
 
 /// The object a change is about. Changes are applied, and fail, per object: one object that
 /// fails is reported and retried, and the others go ahead.
@@ -27,6 +30,8 @@ pub enum Object {
     Uplink(String),
     /// The uplink guard's allow-list and settings.
     Guard,
+    /// A network's tunnel to the other member nodes.
+    Tunnel(String),
 }
 
 impl fmt::Display for Object {
@@ -39,6 +44,7 @@ impl fmt::Display for Object {
             Self::Datapath(ifindex) => write!(f, "datapath entries of interface {ifindex}"),
             Self::Uplink(name) => write!(f, "uplink {name}"),
             Self::Guard => f.write_str("the uplink guard's settings"),
+            Self::Tunnel(network) => write!(f, "tunnel of network {network}"),
         }
     }
 }
@@ -111,6 +117,32 @@ impl fmt::Display for Step {
     }
 }
 
+/// One step of realizing a network's tunnel, in the order they are applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TunnelStep {
+    /// Starts the tunnel or brings its peers in line with the plan (unchanged peers keep their
+    /// sessions).
+    Ensure,
+    /// Tells `tc_from_tunnel` which network the device carries.
+    Register,
+    /// Attaches `tc_from_tunnel` to the device, replacing what was found.
+    Attach(Attachment),
+    /// Routes the network's packets for `prefix` (another node's subnet) into the tunnel.
+    Route(IpNet),
+}
+
+impl fmt::Display for TunnelStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ensure => f.write_str("start or update it"),
+            Self::Register => f.write_str("register its device"),
+            Self::Attach(Attachment::Outdated) => f.write_str("replace its program"),
+            Self::Attach(_) => f.write_str("attach tc_from_tunnel"),
+            Self::Route(prefix) => write!(f, "route {prefix} into it"),
+        }
+    }
+}
+
 /// One change to the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -148,6 +180,26 @@ pub enum Change {
         ifindex: u32,
     },
     /// Attaches the guard to an uplink; `mode` is how it runs, once it does.
+    /// Realizes or repairs a network's tunnel with `steps`, in order.
+    Tunnel {
+        spec: Box<TunnelSpec>,
+        network_id: u32,
+        steps: Vec<TunnelStep>,
+    },
+    /// Stops a tunnel the plan no longer has (its device goes with it).
+    RemoveTunnel {
+        network: String,
+    },
+    /// Drops a route to another node's subnet the plan no longer has.
+    ForgetRoute {
+        network_id: u32,
+        prefix: IpNet,
+        ifindex: u32,
+    },
+    /// Drops the datapath's entry for a tunnel device that is gone or leaving.
+    ForgetTunnelDevice {
+        ifindex: u32,
+    },
     AttachGuard {
         uplink: String,
         mode: Option<XdpAttachMode>,
@@ -176,6 +228,11 @@ impl Change {
             Self::RemoveNamespace { name } => Object::Namespace(name.clone()),
             Self::ForgetInterface { ifindex } => Object::Datapath(*ifindex),
             Self::ForgetEndpoint { ifindex, .. } => Object::Datapath(*ifindex),
+            Self::Tunnel { spec, .. } => Object::Tunnel(spec.network.clone()),
+            Self::RemoveTunnel { network } => Object::Tunnel(network.clone()),
+            Self::ForgetRoute { ifindex, .. } | Self::ForgetTunnelDevice { ifindex } => {
+                Object::Datapath(*ifindex)
+            }
             Self::AttachGuard { uplink, .. } => Object::Uplink(uplink.clone()),
             Self::OpenPort { .. } | Self::ClosePort { .. } | Self::EnforceGuard => Object::Guard,
         }
@@ -220,6 +277,23 @@ impl fmt::Display for Change {
                 f,
                 "datapath: forget endpoint {address} of network id {network_id}"
             ),
+            Self::Tunnel { spec, steps, .. } => {
+                write!(f, "tunnel of network {}:", spec.network)?;
+                for (i, step) in steps.iter().enumerate() {
+                    write!(f, "{} {step}", if i == 0 { "" } else { "," })?;
+                }
+                Ok(())
+            }
+            Self::RemoveTunnel { network } => write!(f, "stop the tunnel of network {network}"),
+            Self::ForgetRoute {
+                network_id, prefix, ..
+            } => write!(
+                f,
+                "datapath: forget the route to {prefix} of network id {network_id}"
+            ),
+            Self::ForgetTunnelDevice { ifindex } => {
+                write!(f, "datapath: forget tunnel device {ifindex}")
+            }
             Self::AttachGuard { uplink, mode } => {
                 write!(f, "attach the XDP guard to {uplink}")?;
                 match mode {

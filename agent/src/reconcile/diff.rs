@@ -111,6 +111,9 @@ pub fn diff(plan: &NodePlan, observed: &Observed, config: &NodeConfig) -> Diff {
         }
     }
     out.changes.extend(containers);
+    if observed.overlay {
+        super::overlay::diff(plan, &ids, observed, config, &mut out.changes);
+    }
 
     if !config.uplinks.is_empty() {
         guard_changes(plan, observed, config, &mut out.changes);

@@ -13,18 +13,20 @@ mod change;
 pub mod diff;
 pub mod names;
 pub mod observe;
+mod overlay;
 pub mod uplink;
 mod validate;
 
 use std::{collections::BTreeSet, path::PathBuf};
 
-pub use change::{Change, ContainerTarget, Object, Step};
+pub use change::{Change, ContainerTarget, Object, Step, TunnelStep};
 pub use validate::{MAX_CONTAINER_NAME, PlanError, usable, validate};
 
 use crate::{
     dataplane::{AttachPreference, Dataplane, DataplaneError},
     netlink::{Netlink, NetlinkError, NetnsError},
     plan::NodePlan,
+    tunnel::{TunnelError, Tunnels},
 };
 
 /// Where this node keeps its objects.
@@ -38,7 +40,15 @@ pub struct NodeConfig {
     pub attach: AttachPreference,
     /// Underlay interfaces the XDP guard protects.
     pub uplinks: Vec<String>,
+    /// The MTU of container links and tunnel devices: what fits in one underlay packet once
+    /// WireGuard has wrapped it (see [`DEFAULT_MTU`]).
+    pub mtu: u16,
 }
+
+/// The default container and tunnel MTU: a 1,500-byte underlay less WireGuard's overhead over
+/// IPv6 (40 IPv6 + 8 UDP + 32 WireGuard), the larger of the two families', so the same MTU
+/// works whichever family a peer is reached over.
+pub const DEFAULT_MTU: u16 = 1420;
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -47,6 +57,7 @@ impl Default for NodeConfig {
             netns_prefix: names::DEFAULT_NETNS_PREFIX.into(),
             attach: AttachPreference::Auto,
             uplinks: Vec::new(),
+            mtu: DEFAULT_MTU,
         }
     }
 }
@@ -80,6 +91,8 @@ pub enum ReconcileError {
     ListNetns(#[source] std::io::Error),
     #[error("link `{name}` vanished while it was being set up")]
     LinkVanished { name: String },
+    #[error(transparent)]
+    Tunnel(#[from] TunnelError),
     #[error("cannot turn IPv6 off on `{interface}`")]
     Sysctl {
         interface: String,
@@ -94,20 +107,24 @@ pub struct Reconciler {
     /// The node's one netlink handle; the dataplane shares it.
     netlink: Netlink,
     dataplane: Dataplane,
+    /// Every network's tunnel, on a node with a WireGuard key.
+    tunnels: Option<Tunnels>,
     /// Containers whose own side was read and found right (or made right) in this agent's
     /// lifetime; see [`observe::Inside`].
     verified: BTreeSet<String>,
 }
 
 impl Reconciler {
-    /// Opens the handles: one netlink connection and the datapath's maps. Needs a tokio runtime.
-    pub fn open(config: NodeConfig) -> Result<Self, ReconcileError> {
+    /// Opens the handles: one netlink connection and the datapath's maps, and with the node's
+    /// WireGuard private key, its tunnels. Needs a tokio runtime.
+    pub fn open(config: NodeConfig, tunnel_key: Option<[u8; 32]>) -> Result<Self, ReconcileError> {
         let netlink = Netlink::connect()?;
         let dataplane = Dataplane::open(&config.pin_root, config.attach, netlink.clone())?;
         Ok(Self {
             config,
             netlink,
             dataplane,
+            tunnels: tunnel_key.map(Tunnels::new),
             verified: BTreeSet::new(),
         })
     }
@@ -122,6 +139,21 @@ impl Reconciler {
 
     pub fn dataplane(&self) -> &Dataplane {
         &self.dataplane
+    }
+
+    /// Per network and peer: the tunnels' state (empty on a node without tunnels).
+    pub fn tunnel_status(&self) -> Vec<crate::tunnel::TunnelStatus> {
+        self.tunnels
+            .as_ref()
+            .map(Tunnels::status)
+            .unwrap_or_default()
+    }
+
+    /// Stops the tunnels' tasks, leaving their devices for the next run to take over.
+    pub async fn shutdown(self) {
+        if let Some(tunnels) = self.tunnels {
+            tunnels.shutdown().await;
+        }
     }
 
     /// One pass: realizes every object of `plan` that passes the rules and that the kernel

@@ -16,6 +16,21 @@ pub fn is_host_ifname(name: &str) -> bool {
         .is_some_and(|hash| hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Prefix of the tunnel devices gridnet makes.
+pub const TUNNEL_IFNAME_PREFIX: &str = "gnt";
+
+/// The tunnel device of the network with datapath id `network_id`: node-local ids keep it
+/// short and unique (network names are longer than an interface name can be).
+pub fn tunnel_ifname(network_id: u32) -> String {
+    format!("{TUNNEL_IFNAME_PREFIX}{network_id}")
+}
+
+/// Whether `name` has the shape of a tunnel device name gridnet makes.
+pub fn is_tunnel_ifname(name: &str) -> bool {
+    name.strip_prefix(TUNNEL_IFNAME_PREFIX)
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The name of a container's network namespace.
 pub fn netns_name(prefix: &str, container: &str) -> String {
     format!("{prefix}{container}")

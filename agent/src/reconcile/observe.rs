@@ -13,6 +13,7 @@ use crate::{
     dataplane::{Attachment, ContainerIdentity, TcProgram},
     netlink::{NamespaceState, Netlink, Netns, sysctl},
     plan::NodePlan,
+    tunnel::TunnelSpec,
 };
 
 /// A host-side interface named like gridnet's.
@@ -65,6 +66,18 @@ pub struct Observed {
     /// The guard's allow-list.
     pub uplink_ports: BTreeSet<(u8, u16)>,
     pub guard_enforcing: bool,
+    /// Whether this node runs tunnels (it has a WireGuard key).
+    pub overlay: bool,
+    /// The tunnels running, by network.
+    pub tunnels: BTreeMap<String, TunnelSpec>,
+    /// Interfaces named like gridnet's tunnel devices, by name.
+    pub tunnel_links: BTreeMap<String, u32>,
+    /// Tunnel devices in the datapath: ifindex -> network id.
+    pub tunnel_networks: BTreeMap<u32, u32>,
+    /// How `tc_from_tunnel` is attached, by the ifindex of planned tunnel devices.
+    pub tunnel_attachments: BTreeMap<u32, Attachment>,
+    /// Routes to other nodes' subnets: (network id, prefix) -> tunnel ifindex.
+    pub routes: BTreeMap<(u32, IpNet), u32>,
 }
 
 impl Reconciler {
@@ -82,8 +95,20 @@ impl Reconciler {
             .map_err(ReconcileError::ListNetns)?
             .into_iter()
             .collect();
+        observed.overlay = self.tunnels.is_some();
+        if let Some(tunnels) = &self.tunnels {
+            observed.tunnels = tunnels
+                .specs()
+                .into_iter()
+                .map(|spec| (spec.network.clone(), spec))
+                .collect();
+        }
+        observed.tunnel_networks = self.dataplane.tunnels()?;
+        observed.routes = self.dataplane.routes()?;
         for link in self.netlink.links(names::HOST_IFNAME_PREFIX).await? {
-            if names::is_host_ifname(&link.name) {
+            if names::is_tunnel_ifname(&link.name) {
+                observed.tunnel_links.insert(link.name, link.index);
+            } else if names::is_host_ifname(&link.name) {
                 let host = HostLink {
                     index: link.index,
                     up: link.up,
@@ -121,6 +146,21 @@ impl Reconciler {
             if (!matches || !self.verified.contains(&container.name)) && mounted {
                 let inside = read_inside(&ns_name).await?;
                 observed.inside.insert(container.name.clone(), inside);
+            }
+        }
+        for network in &plan.networks {
+            let Some(&id) = observed.networks.get(&network.name) else {
+                continue;
+            };
+            let ifname = names::tunnel_ifname(id);
+            if let Some(&index) = observed.tunnel_links.get(&ifname)
+                && !network.peers.is_empty()
+            {
+                let attachment = self
+                    .dataplane
+                    .tc_attachment(TcProgram::FromTunnel, &ifname, index)
+                    .await?;
+                observed.tunnel_attachments.insert(index, attachment);
             }
         }
         if !self.config.uplinks.is_empty() {

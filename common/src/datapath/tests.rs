@@ -24,6 +24,20 @@ fn v6(last: u8) -> [u8; 16] {
 struct Maps {
     ifaces: HashMap<u32, Iface>,
     endpoints: HashMap<EndpointKey, Endpoint>,
+    /// (prefix length in bits of the key, key, route): a longest-prefix match, as the trie.
+    routes: Vec<(u32, RouteKey, Route)>,
+}
+
+/// Whether the first `bits` bits of two keys are equal.
+fn prefix_matches(bits: u32, a: &RouteKey, b: &RouteKey) -> bool {
+    let bytes = |k: &RouteKey| {
+        let mut all = [0u8; 20];
+        all[..4].copy_from_slice(&k.network_id);
+        all[4..].copy_from_slice(&k.addr);
+        all
+    };
+    let (a, b) = (bytes(a), bytes(b));
+    (0..bits as usize).all(|bit| (a[bit / 8] ^ b[bit / 8]) & (0x80 >> (bit % 8)) == 0)
 }
 
 impl Tables for Maps {
@@ -33,12 +47,20 @@ impl Tables for Maps {
     fn endpoint(&self, key: &EndpointKey) -> Option<Endpoint> {
         self.endpoints.get(key).copied()
     }
+    fn route(&self, key: &RouteKey) -> Option<Route> {
+        self.routes
+            .iter()
+            .filter(|(bits, prefix, _)| prefix_matches(*bits, prefix, key))
+            .max_by_key(|(bits, ..)| *bits)
+            .map(|(.., route)| *route)
+    }
 }
 
 fn maps() -> Maps {
     let mut m = Maps {
         ifaces: HashMap::new(),
         endpoints: HashMap::new(),
+        routes: Vec::new(),
     };
     for (ifindex, net, mac, v4, v6last) in [
         (A1_IF, A_NET, A1_MAC, A1_V4, 2),
@@ -400,4 +422,51 @@ fn multicast_is_link_control() {
         dropped(&ipv6_frame(A1_MAC, link_local_of(A1_MAC), mld), A1_IF),
         DropReason::LinkControl
     );
+}
+
+/// Network A's other node holds 10.1.2.0/24 and fd00:1:0:2::/64, behind tunnel device 40.
+const A_TUNNEL: u32 = 40;
+
+fn with_routes() -> Maps {
+    let mut m = maps();
+    let mut v6_subnet = v6(0);
+    v6_subnet[7] = 2;
+    m.routes.push((
+        crate::maps::ROUTE_V4_OFFSET_BITS + 24,
+        RouteKey::v4(A_NET, [10, 1, 2, 0]),
+        Route { ifindex: A_TUNNEL },
+    ));
+    m.routes.push((
+        crate::maps::ROUTE_V6_OFFSET_BITS + 64,
+        RouteKey::v6(A_NET, v6_subnet),
+        Route { ifindex: A_TUNNEL },
+    ));
+    m
+}
+
+#[test]
+fn packets_to_another_nodes_subnet_of_the_same_network_go_into_its_tunnel() {
+    let m = with_routes();
+    let to = |src_if, src_mac, src, dst| {
+        from_container(&ipv4_frame(src_mac, src, dst)[..], src_if, &m).action
+    };
+    assert_eq!(
+        to(A1_IF, A1_MAC, A1_V4, [10, 1, 2, 7]),
+        Action::Tunnel { ifindex: A_TUNNEL }
+    );
+    // The same address from network B: B has no route there.
+    assert_eq!(
+        to(B1_IF, B1_MAC, B1_V4, [10, 1, 2, 7]),
+        Action::Drop(DropReason::CrossNetwork)
+    );
+    // Outside every subnet of the network.
+    assert_eq!(
+        to(A1_IF, A1_MAC, A1_V4, [10, 1, 3, 7]),
+        Action::Drop(DropReason::CrossNetwork)
+    );
+    // A local container still takes the fast path.
+    assert!(matches!(
+        to(A1_IF, A1_MAC, A1_V4, A2_V4),
+        Action::Deliver { .. }
+    ));
 }

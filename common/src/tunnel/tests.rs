@@ -22,6 +22,9 @@ impl Tables for Fake {
     fn endpoint(&self, key: &EndpointKey) -> Option<Endpoint> {
         self.endpoints.get(key).copied()
     }
+    fn route(&self, _: &crate::maps::RouteKey) -> Option<crate::maps::Route> {
+        None
+    }
 }
 
 impl TunnelTables for Fake {
