@@ -7,6 +7,7 @@
 //! - [`Node`]: a node namespace with its pins and containers; applies plans, reads counters,
 //!   starts an [`Agent`] (`gridnet run`).
 //! - [`uplinked`]: a node with an uplink into an "internet" namespace.
+//! - [`Grid`]: several nodes on an underlay bridge with real keys, following one ledger.
 //! - [`TestNetns`], [`within`], [`in_netns`], [`run_in`], [`ip`]: namespaces and what runs in them.
 //! - [`ping`], [`serve_identity`], [`fetch`], [`RawSender`]: traffic.
 //! - [`counter`], [`xdp_drops`]: the datapath's counters in `bpf-stats --json`.
@@ -20,6 +21,7 @@
 mod agent;
 mod command;
 mod etcd;
+mod grid;
 mod ledger;
 pub mod names;
 mod netns;
@@ -36,6 +38,7 @@ pub mod wait;
 pub use agent::{Agent, healthy};
 pub use command::{gridnet_bin, ip, run_in};
 pub use etcd::Etcd;
+pub use grid::Grid;
 pub use ledger::{TestLedger, network_entry, node_entry};
 pub use names::unique_id;
 pub use netns::{TestNetns, in_netns, within};

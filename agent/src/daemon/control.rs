@@ -44,6 +44,8 @@ pub struct Status {
     pub programs: Vec<ProgramStatus>,
     /// Programs put through the verifier since the agent started (once each: passes reuse them).
     pub program_loads: u64,
+    /// Each network's tunnel: its peers, their endpoints, handshakes, traffic and drops.
+    pub tunnels: Vec<TunnelReport>,
     /// Netlink sockets opened since the agent started: one for the node, and one per container
     /// namespace while that container is created or repaired.
     pub netlink_sockets_opened: u64,
@@ -64,6 +66,32 @@ pub struct Failing {
     /// What it is (`container alice.web`, `network alice/net`, ...).
     pub object: String,
     pub error: String,
+}
+
+/// One network's tunnel.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelReport {
+    pub network: String,
+    pub ifname: String,
+    pub listen_port: u16,
+    pub peers: Vec<PeerReport>,
+    /// Packets dropped that no peer can be blamed for, by reason.
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// One peer of a tunnel.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// Its public key, base64 as `wg` writes it.
+    pub public_key: String,
+    /// The endpoint in use.
+    pub endpoint: Option<String>,
+    /// When the current session's handshake completed, in seconds since the Unix epoch.
+    pub last_handshake: Option<u64>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Packets from or to this peer dropped, by reason.
+    pub drops: std::collections::BTreeMap<String, u64>,
 }
 
 /// A loaded datapath program.

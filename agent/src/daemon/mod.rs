@@ -25,7 +25,10 @@ use crate::{
     reconcile::{NodeConfig, Reconciler},
 };
 use config::NodeConfigFile;
-use control::{ContainerStatus, Failing, ProgramStatus, Rejected, Status, UplinkStatus};
+use control::{
+    ContainerStatus, Failing, PeerReport, ProgramStatus, Rejected, Status, TunnelReport,
+    UplinkStatus,
+};
 
 /// How often the agent reconciles even when the ledger is quiet, to repair drift (an operator
 /// deleting a veth by hand, a crashed reconcile). Short enough to heal within a minute, long
@@ -36,6 +39,9 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
 /// container makes several): long enough to take a burst in one pass, short enough that a
 /// container whose link went down is marked so before its peers notice.
 const LINK_EVENT_SETTLE: Duration = Duration::from_millis(50);
+
+/// How often `gridnet status` learns the tunnels' handshakes and counters between passes.
+const TUNNEL_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the ledger says this node should host, as of one ledger position.
 #[derive(Clone, Debug, Default)]
@@ -99,8 +105,14 @@ async fn serve(
     let mut resync = tokio::time::interval(Duration::from_secs(config.resync_seconds));
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tunnel_tick = tokio::time::interval(TUNNEL_STATUS_INTERVAL);
     loop {
         tokio::select! {
+            _ = tunnel_tick.tick() => {
+                let tunnels = reconciler.tunnel_status().iter().map(tunnel_report).collect();
+                status.write().await.tunnels = tunnels;
+                continue;
+            }
             changed = desired.changed() => {
                 if changed.is_err() {
                     warn!("the ledger follower stopped; keeping the last state");
@@ -158,6 +170,11 @@ async fn reconcile_once(reconciler: &mut Reconciler, target: &Desired, status: &
             id,
         })
         .collect();
+    status.tunnels = reconciler
+        .tunnel_status()
+        .iter()
+        .map(tunnel_report)
+        .collect();
     status.program_loads = reconciler.dataplane().program_loads();
     status.netlink_sockets_opened = crate::netlink::connections_opened();
     match result {
@@ -201,6 +218,47 @@ async fn reconcile_once(reconciler: &mut Reconciler, target: &Desired, status: &
             warn!(error = %message, "reconcile failed; retrying at the next change or resync");
             status.last_error = Some(message);
         }
+    }
+}
+
+fn drop_counts(drops: &crate::tunnel::DropCounts) -> std::collections::BTreeMap<String, u64> {
+    [
+        ("no_route", drops.no_route),
+        ("unknown_peer", drops.unknown_peer),
+        ("malformed", drops.malformed),
+        ("undecryptable", drops.undecryptable),
+        ("allowed_ips", drops.allowed_ips),
+        ("no_endpoint", drops.no_endpoint),
+        ("under_load", drops.under_load),
+        ("send_failed", drops.send_failed),
+    ]
+    .into_iter()
+    .filter(|&(_, count)| count > 0)
+    .map(|(reason, count)| (reason.to_owned(), count))
+    .collect()
+}
+
+fn tunnel_report(tunnel: &crate::tunnel::TunnelStatus) -> TunnelReport {
+    TunnelReport {
+        network: tunnel.network.clone(),
+        ifname: tunnel.ifname.clone(),
+        listen_port: tunnel.listen_port,
+        peers: tunnel
+            .peers
+            .iter()
+            .map(|peer| PeerReport {
+                public_key: crate::vocab::WgKey(peer.public_key).to_string(),
+                endpoint: peer.endpoint.map(|e| e.to_string()),
+                last_handshake: peer
+                    .last_handshake
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs()),
+                rx_bytes: peer.rx_bytes,
+                tx_bytes: peer.tx_bytes,
+                drops: drop_counts(&peer.drops),
+            })
+            .collect(),
+        drops: drop_counts(&tunnel.drops),
     }
 }
 

@@ -1,0 +1,180 @@
+//! A grid on this machine: node namespaces joined by an underlay bridge (each node's uplink
+//! `up0` at 192.0.2.<id>, a documentation range, inside namespaces the grid made), each node
+//! with its own WireGuard key, all following one ledger.
+
+use anyhow::Context as _;
+use gridnet_agent::ledger::{Body, keys::NodeKey, model::Member};
+
+use crate::{Agent, Node, TestLedger, TestNetns, ip};
+
+/// The grid, removed on drop (agents first, then nodes, then the underlay).
+pub struct Grid {
+    pub agents: Vec<Agent>,
+    pub ledger: TestLedger,
+    pub nodes: Vec<Node>,
+    pub underlay: TestNetns,
+}
+
+impl Grid {
+    /// `count` nodes (ids 1..=count) on one underlay, registered on a new ledger with twins
+    /// `farmer`, `alice` and `bob`. No agent runs yet.
+    pub fn new(label: &str, count: u32) -> anyhow::Result<Self> {
+        let underlay = TestNetns::new(&format!("{label}-underlay"))?;
+        ip(underlay.name(), &["link", "add", "br0", "type", "bridge"])?;
+        ip(underlay.name(), &["link", "set", "br0", "up"])?;
+        let mut nodes = Vec::new();
+        for id in 1..=count {
+            let node = Node::labelled(label)?;
+            let port = format!("n{id}");
+            ip(
+                underlay.name(),
+                &[
+                    "link",
+                    "add",
+                    &port,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "up0",
+                    "netns",
+                    node.ns.name(),
+                ],
+            )?;
+            ip(
+                underlay.name(),
+                &["link", "set", &port, "master", "br0", "up"],
+            )?;
+            ip(
+                node.ns.name(),
+                &["addr", "add", &Self::underlay_address(id), "dev", "up0"],
+            )?;
+            ip(node.ns.name(), &["link", "set", "up0", "up"])?;
+            ip(node.ns.name(), &["link", "set", "lo", "up"])?;
+            nodes.push(node);
+        }
+        let mut ledger = TestLedger::new(nodes[0].workdir())?;
+        for twin in ["farmer", "alice", "bob"] {
+            ledger.twin(twin)?;
+        }
+        let mut grid = Self {
+            agents: Vec::new(),
+            ledger,
+            nodes,
+            underlay,
+        };
+        for id in 1..=count {
+            grid.register_node(id)?;
+        }
+        Ok(grid)
+    }
+
+    fn underlay_address(id: u32) -> String {
+        format!("192.0.2.{id}/24")
+    }
+
+    /// Makes node `id`'s key (where `gridnet run` will read it) and submits its `node` entry.
+    fn register_node(&mut self, id: u32) -> anyhow::Result<u64> {
+        let node = self.node(id);
+        let key_file = node.workdir().join("node.key");
+        let key = NodeKey::generate()?;
+        key.write(&key_file)?;
+        self.ledger.submit(
+            "farmer",
+            Body::Node {
+                node_id: id,
+                farmer: "farmer".into(),
+                wireguard_public_key: key.public(),
+                endpoints: vec![format!("192.0.2.{id}").parse()?],
+                public_ipv4: None,
+                public_ipv6: None,
+            },
+        )
+    }
+
+    pub fn node(&self, id: u32) -> &Node {
+        &self.nodes[id as usize - 1]
+    }
+
+    pub fn agent(&self, id: u32) -> &Agent {
+        &self.agents[id as usize - 1]
+    }
+
+    /// Submits network `owner/name` with `members`: node n holds 10.1.n.0/24 and
+    /// fd00:1:0:n::/64 (the same ranges for every network: they may overlap) and listens on
+    /// `port`. Returns its seq.
+    pub fn network(
+        &mut self,
+        owner: &str,
+        name: &str,
+        members: &[u32],
+        port: u16,
+    ) -> anyhow::Result<u64> {
+        let members = members
+            .iter()
+            .map(|&n| -> anyhow::Result<Member> {
+                Ok(Member {
+                    node_id: n,
+                    subnet: format!("10.1.{n}.0/24").parse()?,
+                    subnet_v6: format!("fd00:1:0:{n}::/64").parse()?,
+                    wireguard_listen_port: port,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.ledger.submit(
+            owner,
+            Body::Network {
+                name: name.into(),
+                version: 1,
+                ip_range: "10.1.0.0/16".parse()?,
+                ipv6_range: "fd00:1::/48".parse()?,
+                members,
+            },
+        )
+    }
+
+    /// Submits container `owner/name` in `network` on node `node` at 10.1.<node>.<host>.
+    pub fn container(
+        &mut self,
+        owner: &str,
+        name: &str,
+        network: &str,
+        node: u32,
+        host: u8,
+    ) -> anyhow::Result<u64> {
+        self.ledger.submit(
+            owner,
+            Body::Container {
+                name: name.into(),
+                network: network.into(),
+                node_id: node,
+                ipv4: [10, 1, u8::try_from(node)?, host].into(),
+                ipv6: None,
+            },
+        )
+    }
+
+    /// Starts `gridnet run` on every node with `extra_config` and waits until each has applied
+    /// entry `seq` with nothing failing.
+    pub fn start(&mut self, extra_config: &str, seq: u64) -> anyhow::Result<()> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let id = u32::try_from(i)? + 1;
+            self.agents
+                .push(node.run_agent(id, self.ledger.file.path(), extra_config)?);
+        }
+        for (i, agent) in self.agents.iter().enumerate() {
+            agent
+                .wait_for(60, |s| s["last_seq"] == seq && crate::healthy(s))
+                .with_context(|| self.nodes[i].agent_log())?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Grid {
+    fn drop(&mut self) {
+        // Agents before their nodes: a node's namespace goes with the node.
+        self.agents.clear();
+        self.nodes.clear();
+    }
+}

@@ -1,0 +1,208 @@
+//! The encrypted overlay: containers on different nodes reach each other over WireGuard, and
+//! networks stay apart across nodes even with the same addresses.
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, ensure};
+use gridnet_tests::{Grid, fetch, in_netns, ping, proto::WIREGUARD_PORT, serve_identity, wait};
+
+const PORT: u16 = 7000;
+
+/// alice/web on nodes 1-3 (w1, w2, w3 at .2 of each node's /24); bob/db on nodes 1 and 3 (d1,
+/// d3 at .2 too: the very same addresses as w1 and w3).
+fn grid() -> anyhow::Result<Grid> {
+    let mut grid = Grid::new("overlay", 3)?;
+    grid.network("alice", "web", &[1, 2, 3], WIREGUARD_PORT)?;
+    grid.network("bob", "db", &[1, 3], WIREGUARD_PORT + 1)?;
+    for (owner, name, network, node) in [
+        ("alice", "w1", "web", 1),
+        ("alice", "w2", "web", 2),
+        ("alice", "w3", "web", 3),
+        ("bob", "d1", "db", 1),
+    ] {
+        grid.container(owner, name, network, node, 2)?;
+    }
+    let seq = grid.container("bob", "d3", "db", 3, 2)?;
+    grid.start("uplinks: [up0]\n", seq)?;
+    for (owner, name, node) in [
+        ("alice", "w1", 1),
+        ("alice", "w2", 2),
+        ("alice", "w3", 3),
+        ("bob", "d1", 1),
+        ("bob", "d3", 3),
+    ] {
+        serve_identity(grid.node(node), &format!("{owner}.{name}"), PORT, name)?;
+    }
+    Ok(grid)
+}
+
+fn at(address: &str) -> anyhow::Result<SocketAddr> {
+    Ok(SocketAddr::new(address.parse()?, PORT))
+}
+
+/// Fetches `address` from `container` on node `node`, retrying while the first handshake of
+/// the pair completes.
+fn fetch_through(grid: &Grid, node: u32, container: &str, address: &str) -> anyhow::Result<String> {
+    let target = at(address)?;
+    wait::until(
+        Duration::from_secs(20),
+        &format!("{container} reaching {address}"),
+        || Ok(fetch(grid.node(node), container, target).ok()),
+        Option::is_some,
+    )
+    .map(Option::unwrap_or_default)
+}
+
+#[test]
+fn containers_on_every_node_pair_reach_each_other_and_networks_stay_apart() -> anyhow::Result<()> {
+    let grid = grid()?;
+    for (from_node, from, to, want) in [
+        (1, "alice.w1", "10.1.2.2", "w2"),
+        (1, "alice.w1", "fd00:1:0:3::2", "w3"),
+        (2, "alice.w2", "10.1.3.2", "w3"),
+        (2, "alice.w2", "fd00:1:0:1::2", "w1"),
+        (3, "alice.w3", "10.1.1.2", "w1"),
+        (3, "alice.w3", "fd00:1:0:2::2", "w2"),
+        // The same addresses in bob's network lead to bob's containers, never to alice's.
+        (1, "bob.d1", "10.1.3.2", "d3"),
+        (3, "bob.d3", "fd00:1:0:1::2", "d1"),
+    ] {
+        let got = fetch_through(&grid, from_node, from, to)?;
+        assert_eq!(got, want, "{from} -> {to}");
+    }
+    for (node, from, to) in [
+        (1, "alice.w1", "10.1.2.2"),
+        (3, "alice.w3", "fd00:1:0:1::2"),
+    ] {
+        ensure!(
+            ping(&grid.node(node).container_ns(from), to, 2)?,
+            "{from} cannot ping {to}"
+        );
+    }
+    // bob's network has no member on node 2: nothing of it is reachable there.
+    let target = at("10.1.2.2")?;
+    ensure!(
+        fetch(grid.node(1), "bob.d1", target).is_err(),
+        "bob reached node 2, where his network has no member"
+    );
+
+    let status = grid.agent(1).status()?;
+    let tunnels = status["tunnels"].as_array().context("tunnels in status")?;
+    ensure!(tunnels.len() == 2, "node 1 has two tunnels: {status:#}");
+    let web = tunnels
+        .iter()
+        .find(|t| t["network"] == "alice/web")
+        .context("alice/web's tunnel")?;
+    let peers = web["peers"].as_array().context("peers")?;
+    ensure!(peers.len() == 2, "{web:#}");
+    for peer in peers {
+        ensure!(!peer["last_handshake"].is_null(), "no handshake: {peer:#}");
+        ensure!(
+            peer["rx_bytes"].as_u64() > Some(0),
+            "nothing received: {peer:#}"
+        );
+    }
+    Ok(())
+}
+
+/// A capture of node 1's port on the underlay bridge, stopped on drop.
+struct Capture {
+    child: Child,
+    file: std::path::PathBuf,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_underlay_carries_only_wireguard_and_never_the_payload_in_clear() -> anyhow::Result<()> {
+    let grid = grid()?;
+    // Handshakes done before the capture, so it holds data packets.
+    assert_eq!(fetch_through(&grid, 1, "alice.w1", "10.1.2.2")?, "w2");
+    let marker = "gridnet-marker-5e1c9d";
+    serve_identity(grid.node(2), "alice.w2", PORT + 1, marker)?;
+
+    let file = grid.node(1).workdir().join("underlay.pcap");
+    let mut command = Command::new("tcpdump");
+    command
+        .args(["--immediate-mode", "-i", "n1", "-U", "-s", "0", "-w"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    in_netns(&mut command, grid.underlay.name())?;
+    let mut capture = Capture {
+        child: command.spawn().context("tcpdump")?,
+        file,
+    };
+    // tcpdump says "listening on" once its socket takes packets; in immediate mode it writes
+    // each packet as it comes, so nothing waits in a ring buffer when it is stopped.
+    let stderr = capture.child.stderr.take().context("tcpdump stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    wait::until(
+        Duration::from_secs(10),
+        "tcpdump to listen",
+        || Ok(rx.try_iter().any(|line| line.contains("listening on"))),
+        |&listening| listening,
+    )?;
+    let got = fetch(
+        grid.node(1),
+        "alice.w1",
+        SocketAddr::new("10.1.2.2".parse()?, PORT + 1),
+    )?;
+    assert_eq!(got, marker);
+    ensure!(
+        ping(&grid.node(1).container_ns("alice.w1"), "10.1.2.2", 2)?,
+        "ping through the tunnel"
+    );
+    // SIGTERM: tcpdump writes out what it holds and exits.
+    let pid = i32::try_from(capture.child.id())?;
+    // SAFETY: kill(2) on a child this test started and has not reaped.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    capture.child.wait()?;
+
+    let bytes = std::fs::read(&capture.file)?;
+    ensure!(
+        !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+        "the payload crossed the underlay in clear"
+    );
+    let read = |filter: &str| -> anyhow::Result<String> {
+        let out = Command::new("tcpdump")
+            .args(["-nn", "-r"])
+            .arg(&capture.file)
+            .arg(filter)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "tcpdump -r: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let wireguard = read(&format!("udp port {WIREGUARD_PORT}"))?;
+    ensure!(
+        wireguard.lines().count() >= 4,
+        "the traffic was not seen as WireGuard:\n{wireguard}"
+    );
+    let other = read(&format!(
+        "ip and not (udp port {WIREGUARD_PORT} or udp port {})",
+        WIREGUARD_PORT + 1
+    ))?;
+    ensure!(
+        other.trim().is_empty(),
+        "IPv4 other than WireGuard on the underlay:\n{other}"
+    );
+    Ok(())
+}
