@@ -9,7 +9,8 @@ use crate::{Agent, Node, TestLedger, TestNetns, ip};
 
 /// The grid, removed on drop (agents first, then nodes, then the underlay).
 pub struct Grid {
-    pub agents: Vec<Agent>,
+    /// Node n's agent at n - 1; `None` while it is stopped.
+    agents: Vec<Option<Agent>>,
     pub ledger: TestLedger,
     pub nodes: Vec<Node>,
     pub underlay: TestNetns,
@@ -75,29 +76,75 @@ impl Grid {
 
     /// Makes node `id`'s key (where `gridnet run` will read it) and submits its `node` entry.
     fn register_node(&mut self, id: u32) -> anyhow::Result<u64> {
-        let node = self.node(id);
-        let key_file = node.workdir().join("node.key");
-        let key = NodeKey::generate()?;
-        key.write(&key_file)?;
-        self.ledger.submit(
-            "farmer",
-            Body::Node {
-                node_id: id,
-                farmer: "farmer".into(),
-                wireguard_public_key: key.public(),
-                endpoints: vec![format!("192.0.2.{id}").parse()?],
-                public_ipv4: None,
-                public_ipv6: None,
-            },
-        )
+        self.rekey(id, &format!("192.0.2.{id}"))
     }
 
     pub fn node(&self, id: u32) -> &Node {
         &self.nodes[id as usize - 1]
     }
 
-    pub fn agent(&self, id: u32) -> &Agent {
-        &self.agents[id as usize - 1]
+    /// Node `id`'s running agent.
+    pub fn agent(&self, id: u32) -> anyhow::Result<&Agent> {
+        self.agents
+            .get(id as usize - 1)
+            .and_then(Option::as_ref)
+            .with_context(|| format!("node {id} runs no agent"))
+    }
+
+    /// Kills node `id`'s agent with SIGKILL, as a crash would.
+    pub fn kill(&mut self, id: u32) {
+        if let Some(slot) = self.agents.get_mut(id as usize - 1)
+            && let Some(agent) = slot.take()
+        {
+            agent.kill();
+        }
+    }
+
+    /// Starts node `id`'s agent again with `extra_config` and waits until it has applied entry
+    /// `seq` with nothing failing.
+    pub fn restart(&mut self, id: u32, extra_config: &str, seq: u64) -> anyhow::Result<()> {
+        self.kill(id);
+        let node = self.node(id);
+        let agent = node.run_agent(id, self.ledger.file.path(), extra_config)?;
+        agent
+            .wait_for(60, |s| s["last_seq"] == seq && crate::healthy(s))
+            .with_context(|| node.agent_log())?;
+        self.agents[id as usize - 1] = Some(agent);
+        Ok(())
+    }
+
+    /// Gives node `id` a new WireGuard key (its agent reads it when it starts) and submits it
+    /// with `endpoint` as its underlay address. Returns the entry's seq.
+    pub fn rekey(&mut self, id: u32, endpoint: &str) -> anyhow::Result<u64> {
+        let key = NodeKey::generate()?;
+        let file = self.node(id).workdir().join("node.key");
+        // Key files are never overwritten in place: the old one goes first.
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        key.write(&file)?;
+        self.submit_node(id, &key, endpoint)
+    }
+
+    /// Moves node `id`'s registered underlay address to `endpoint`, keeping its key.
+    pub fn move_node(&mut self, id: u32, endpoint: &str) -> anyhow::Result<u64> {
+        let key = NodeKey::read(&self.node(id).workdir().join("node.key"))?;
+        self.submit_node(id, &key, endpoint)
+    }
+
+    fn submit_node(&mut self, id: u32, key: &NodeKey, endpoint: &str) -> anyhow::Result<u64> {
+        self.ledger.submit(
+            "farmer",
+            Body::Node {
+                node_id: id,
+                farmer: "farmer".into(),
+                wireguard_public_key: key.public(),
+                endpoints: vec![endpoint.parse()?],
+                public_ipv4: None,
+                public_ipv6: None,
+            },
+        )
     }
 
     /// Submits network `owner/name` with `members`: node n holds 10.1.n.0/24 and
@@ -159,10 +206,13 @@ impl Grid {
     pub fn start(&mut self, extra_config: &str, seq: u64) -> anyhow::Result<()> {
         for (i, node) in self.nodes.iter().enumerate() {
             let id = u32::try_from(i)? + 1;
-            self.agents
-                .push(node.run_agent(id, self.ledger.file.path(), extra_config)?);
+            self.agents.push(Some(node.run_agent(
+                id,
+                self.ledger.file.path(),
+                extra_config,
+            )?));
         }
-        for (i, agent) in self.agents.iter().enumerate() {
+        for (i, agent) in self.agents.iter().flatten().enumerate() {
             agent
                 .wait_for(60, |s| s["last_seq"] == seq && crate::healthy(s))
                 .with_context(|| self.nodes[i].agent_log())?;

@@ -90,7 +90,7 @@ fn containers_on_every_node_pair_reach_each_other_and_networks_stay_apart() -> a
         "bob reached node 2, where his network has no member"
     );
 
-    let status = grid.agent(1).status()?;
+    let status = grid.agent(1)?.status()?;
     let tunnels = status["tunnels"].as_array().context("tunnels in status")?;
     ensure!(tunnels.len() == 2, "node 1 has two tunnels: {status:#}");
     let web = tunnels
@@ -204,5 +204,145 @@ fn the_underlay_carries_only_wireguard_and_never_the_payload_in_clear() -> anyho
         other.trim().is_empty(),
         "IPv4 other than WireGuard on the underlay:\n{other}"
     );
+    Ok(())
+}
+
+/// A line echo server in `container` of `node`, for a connection that must survive.
+fn serve_echo(grid: &Grid, node: u32, container: &str, port: u16) -> anyhow::Result<()> {
+    let listener = gridnet_tests::within(&grid.node(node).container_ns(container), move || {
+        std::net::TcpListener::bind(("::", port))
+    })??;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(&stream);
+                let mut line = String::new();
+                while std::io::BufRead::read_line(&mut reader, &mut line).is_ok_and(|n| n > 0) {
+                    if std::io::Write::write_all(&mut &stream, line.as_bytes()).is_err() {
+                        break;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Sends `line` on `stream` and reads the echo.
+fn echo(stream: &std::net::TcpStream, line: &str) -> anyhow::Result<String> {
+    std::io::Write::write_all(&mut &*stream, format!("{line}\n").as_bytes())?;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut back = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut back)?;
+    Ok(back.trim_end().to_owned())
+}
+
+fn peer_status(
+    grid: &Grid,
+    node: u32,
+    network: &str,
+    key: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let status = grid.agent(node)?.status()?;
+    status["tunnels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["network"] == network)
+        .flat_map(|t| t["peers"].as_array().cloned().unwrap_or_default())
+        .find(|p| p["public_key"] == key)
+        .with_context(|| format!("node {node} has no peer {key} in {network}: {status:#}"))
+}
+
+fn node_key(grid: &Grid, node: u32) -> anyhow::Result<String> {
+    let key =
+        gridnet_agent::ledger::keys::NodeKey::read(&grid.node(node).workdir().join("node.key"))?;
+    Ok(key.public().to_string())
+}
+
+#[test]
+fn a_connection_survives_an_agent_restart_and_a_dead_peer_costs_only_itself() -> anyhow::Result<()>
+{
+    let mut grid = grid()?;
+    let seq = grid.container("alice", "w4", "web", 3, 3)?;
+    for id in 1..=3 {
+        grid.agent(id)?
+            .wait_for(30, |s| s["last_seq"] == seq && gridnet_tests::healthy(s))?;
+    }
+    serve_echo(&grid, 2, "alice.w2", PORT + 2)?;
+    let target = SocketAddr::new("10.1.2.2".parse()?, PORT + 2);
+    let w1 = grid.node(1).container_ns("alice.w1");
+    let stream = wait::until(
+        Duration::from_secs(20),
+        "w1 connecting to w2's echo server",
+        || {
+            Ok(gridnet_tests::within(&w1, move || {
+                std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2))
+            })?
+            .ok())
+        },
+        Option::is_some,
+    )?
+    .context("connected")?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    assert_eq!(echo(&stream, "before")?, "before");
+
+    // Node 1's agent crashes and comes back: its tunnel device (with its program) stayed, the
+    // new agent takes it over and handshakes again, and TCP carries on.
+    grid.restart(1, "uplinks: [up0]\n", seq)?;
+    assert_eq!(echo(&stream, "after a restart")?, "after a restart");
+
+    // Node 3's agent dies for good: nodes 1 and 2 carry on as before.
+    grid.kill(3);
+    assert_eq!(echo(&stream, "without node 3")?, "without node 3");
+    assert_eq!(fetch_through(&grid, 2, "alice.w2", "fd00:1:0:1::2")?, "w1");
+    Ok(())
+}
+
+#[test]
+fn ledger_changes_move_peers_and_leave_the_others_sessions_alone() -> anyhow::Result<()> {
+    let mut grid = grid()?;
+    assert_eq!(fetch_through(&grid, 1, "alice.w1", "10.1.2.2")?, "w2");
+    assert_eq!(fetch_through(&grid, 1, "alice.w1", "10.1.3.2")?, "w3");
+    let node2 = node_key(&grid, 2)?;
+    // The status learns handshakes within a second.
+    let before = wait::until(
+        Duration::from_secs(10),
+        "node 1's status showing its handshake with node 2",
+        || peer_status(&grid, 1, "alice/web", &node2),
+        |peer| !peer["last_handshake"].is_null(),
+    )?;
+
+    // Node 3 moves to another underlay address.
+    gridnet_tests::ip(
+        grid.node(3).ns.name(),
+        &["addr", "add", "192.0.2.13/24", "dev", "up0"],
+    )?;
+    let seq = grid.move_node(3, "192.0.2.13")?;
+    grid.agent(1)?
+        .wait_for(30, |s| s["last_seq"] == seq && gridnet_tests::healthy(s))?;
+    let node3 = node_key(&grid, 3)?;
+    wait::until(
+        Duration::from_secs(20),
+        "node 1 using node 3's new endpoint",
+        || peer_status(&grid, 1, "alice/web", &node3),
+        |peer| peer["endpoint"] == "192.0.2.13:51820",
+    )?;
+    assert_eq!(fetch_through(&grid, 1, "alice.w1", "10.1.3.2")?, "w3");
+
+    // Node 3 changes its key (its agent reads the new one when it starts).
+    let seq = grid.rekey(3, "192.0.2.13")?;
+    grid.restart(3, "uplinks: [up0]\n", seq)?;
+    grid.agent(1)?
+        .wait_for(30, |s| s["last_seq"] == seq && gridnet_tests::healthy(s))?;
+    assert_eq!(fetch_through(&grid, 1, "alice.w1", "fd00:1:0:3::2")?, "w3");
+
+    let after = peer_status(&grid, 1, "alice/web", &node2)?;
+    assert_eq!(
+        after["last_handshake"], before["last_handshake"],
+        "node 2's session was restarted by changes that were not its"
+    );
+    assert_eq!(fetch_through(&grid, 1, "alice.w1", "10.1.2.2")?, "w2");
     Ok(())
 }

@@ -50,15 +50,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("demo: starting `gridnet run` on each node (XDP guard on its uplink)");
     grid.start("uplinks: [up0]\n", last)?;
     let nodes = &grid.nodes;
-    let agents = &grid.agents;
     let mismatches = matrix(nodes)?;
     println!();
-    for (i, agent) in agents.iter().enumerate() {
-        let s = agent.status()?;
+    for id in 1..=3 {
+        let s = grid.agent(id)?.status()?;
         let uplink = s["uplinks"][0]["xdp"].as_str().unwrap_or("?").to_owned();
         println!(
             "node {}: ledger seq {}, attach {}, XDP guard {uplink}, networks {}, {} containers, {} refused entries",
-            i + 1,
+            id,
             s["last_seq"],
             s["attach_mode"].as_str().unwrap_or("?"),
             s["networks"],
@@ -70,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "\n`gridnet bpf-stats` on node 1:\n{}",
         nodes[0].bpf_stats_table()?
     );
-    let tunnels = agents[0].status()?;
+    let tunnels = grid.agent(1)?.status()?;
     println!("\ntunnels of node 1:");
     for tunnel in tunnels["tunnels"].as_array().into_iter().flatten() {
         println!(
