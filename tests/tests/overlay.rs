@@ -133,7 +133,7 @@ fn the_underlay_carries_only_wireguard_and_never_the_payload_in_clear() -> anyho
     let file = grid.node(1).workdir().join("underlay.pcap");
     let mut command = Command::new("tcpdump");
     command
-        .args(["--immediate-mode", "-i", "n1", "-U", "-s", "0", "-w"])
+        .args(["-Z", "root", "--immediate-mode", "-i", "n1", "-U", "-s", "0", "-w"])
         .arg(&file)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -13,7 +13,7 @@ use super::{cpio::Archive, kernel};
 
 /// Host tools the tests run inside the guest: iproute2's `ip` and `tc`, iputils' `ping`,
 /// WireGuard's `wg` and `wireguard-go`.
-const TOOLS: &[&str] = &["ip", "tc", "ping", "wg", "wireguard-go"];
+const TOOLS: &[&str] = &["ip", "tc", "ping", "wg", "wireguard-go", "tcpdump"];
 
 /// What goes into one initramfs.
 pub struct Contents<'a> {
