@@ -133,7 +133,17 @@ fn the_underlay_carries_only_wireguard_and_never_the_payload_in_clear() -> anyho
     let file = grid.node(1).workdir().join("underlay.pcap");
     let mut command = Command::new("tcpdump");
     command
-        .args(["-Z", "root", "--immediate-mode", "-i", "n1", "-U", "-s", "0", "-w"])
+        .args([
+            "-Z",
+            "root",
+            "--immediate-mode",
+            "-i",
+            "n1",
+            "-U",
+            "-s",
+            "0",
+            "-w",
+        ])
         .arg(&file)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -180,7 +190,7 @@ fn the_underlay_carries_only_wireguard_and_never_the_payload_in_clear() -> anyho
     );
     let read = |filter: &str| -> anyhow::Result<String> {
         let out = Command::new("tcpdump")
-            .args(["-nn", "-r"])
+            .args(["-Z", "root", "-nn", "-r"])
             .arg(&capture.file)
             .arg(filter)
             .output()?;

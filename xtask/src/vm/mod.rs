@@ -116,12 +116,13 @@ fn test_executables() -> anyhow::Result<Vec<PathBuf>> {
             && message["target"]["kind"]
                 .as_array()
                 .is_some_and(|k| k.iter().any(|k| k == "test"));
-        // Host only: the etcd tests exercise a userspace protocol, nothing of the kernel; the
-        // scale test's thousand namespaces would take many minutes under TCG and measure the
-        // neighbour tables, which every kernel here shares.
+        // Host only: the etcd tests and the harness's own test exercise userspace (etcd is
+        // not in the guest), nothing of the kernel; the scale test's thousand namespaces would
+        // take many minutes under TCG and measure the neighbour tables, which every kernel
+        // here shares.
         let kernel_relevant = !matches!(
             message["target"]["name"].as_str(),
-            Some("ledger_etcd" | "scale")
+            Some("ledger_etcd" | "harness" | "scale")
         );
         if is_test
             && kernel_relevant
