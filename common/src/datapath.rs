@@ -4,16 +4,15 @@
 //! and in host unit tests. The eBPF entry point only performs the returned [`Action`].
 
 use crate::{
-    GATEWAY_MAC,
     maps::{Endpoint, EndpointKey, Iface},
     packet::{
-        ARP_REPLY, ARP_REQUEST, ArpFrame, ArpIpv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
-        EthHdr, Frame, ICMPV6_NEIGHBOR_ADVERT, ICMPV6_NEIGHBOR_SOLICIT, IPPROTO_ICMPV6, Ipv4Hdr,
-        Ipv6Hdr, ND_OPT_SOURCE_LL, ND_OPT_TARGET_LL, NaFrame, NdMessage, link_local_of,
-        nd_checksum,
+        ARP_REQUEST, ArpIpv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Frame,
+        ICMPV6_NEIGHBOR_SOLICIT, IPPROTO_ICMPV6, Ipv4Hdr, Ipv6Hdr, ND_OPT_SOURCE_LL, NdMessage,
+        link_local_of,
     },
     verdict::DropReason,
 };
+pub use replies::{arp_reply, neighbor_advert};
 
 /// Read access to the datapath's maps.
 pub trait Tables {
@@ -117,29 +116,6 @@ fn arp<F: Frame + ?Sized>(frame: &F, iface: &Iface) -> Action {
     }
 }
 
-/// The ARP reply telling the container (`mac`, `ip`) that `asked` is at the gateway MAC.
-#[inline(always)]
-pub fn arp_reply(mac: [u8; 6], ip: [u8; 4], asked: [u8; 4]) -> ArpFrame {
-    ArpFrame {
-        eth: EthHdr {
-            dst: mac,
-            src: GATEWAY_MAC,
-            ether_type: ETH_P_ARP.to_be_bytes(),
-        },
-        arp: ArpIpv4 {
-            htype: 1u16.to_be_bytes(),
-            ptype: ETH_P_IP.to_be_bytes(),
-            hlen: 6,
-            plen: 4,
-            oper: ARP_REPLY.to_be_bytes(),
-            sha: GATEWAY_MAC,
-            spa: asked,
-            tha: mac,
-            tpa: ip,
-        },
-    }
-}
-
 #[inline(always)]
 fn ipv4<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
     let Some(ip) = frame.load::<Ipv4Hdr>(ETH_LEN) else {
@@ -215,40 +191,6 @@ fn neighbor_solicit(ip: &Ipv6Hdr, ns: &NdMessage, iface: &Iface, link_local: &[u
     }
 }
 
-/// The neighbour advertisement telling the container (`mac`, at `dst`) that `target` is at the
-/// gateway MAC.
-#[inline(always)]
-pub fn neighbor_advert(mac: [u8; 6], target: [u8; 16], dst: [u8; 16]) -> NaFrame {
-    let mut nd = NdMessage {
-        icmp_type: ICMPV6_NEIGHBOR_ADVERT,
-        code: 0,
-        checksum: [0; 2],
-        // Router, Solicited, Override: the gateway answers for the whole network.
-        flags: [0xe0, 0, 0, 0],
-        target,
-        opt_type: ND_OPT_TARGET_LL,
-        opt_len: 1,
-        opt_mac: GATEWAY_MAC,
-    };
-    nd.checksum = nd_checksum(&target, &dst, &nd);
-    NaFrame {
-        eth: EthHdr {
-            dst: mac,
-            src: GATEWAY_MAC,
-            ether_type: ETH_P_IPV6.to_be_bytes(),
-        },
-        ip: Ipv6Hdr {
-            version_class_flow: [0x60, 0, 0, 0],
-            payload_len: (core::mem::size_of::<NdMessage>() as u16).to_be_bytes(),
-            next_header: IPPROTO_ICMPV6,
-            hop_limit: 255,
-            src: target,
-            dst,
-        },
-        nd,
-    }
-}
-
 #[inline(always)]
 fn deliver<T: Tables>(tables: &T, key: &EndpointKey) -> Action {
     match tables.endpoint(key) {
@@ -260,5 +202,6 @@ fn deliver<T: Tables>(tables: &T, key: &EndpointKey) -> Action {
     }
 }
 
+mod replies;
 #[cfg(test)]
 mod tests;

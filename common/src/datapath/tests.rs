@@ -1,6 +1,10 @@
 use std::{collections::HashMap, vec::Vec};
 
 use super::*;
+use crate::{
+    GATEWAY_MAC,
+    packet::{ARP_REPLY, ICMPV6_NEIGHBOR_ADVERT, ND_OPT_TARGET_LL, nd_checksum},
+};
 
 const A_NET: u32 = 1;
 const B_NET: u32 = 2;
