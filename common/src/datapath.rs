@@ -14,6 +14,38 @@ use crate::{
 };
 pub use replies::{arp_reply, neighbor_advert};
 
+/// EtherType of an 802.1Q VLAN tag.
+pub const ETH_P_8021Q: u16 = 0x8100;
+/// EtherType of an 802.1ad (QinQ) service tag.
+pub const ETH_P_8021AD: u16 = 0x88a8;
+/// Bytes a VLAN tag adds to a frame.
+pub const VLAN_TAG_LEN: u32 = 4;
+
+/// A frame as the kernel hands it to `tc_from_container`: where it came in, and what the kernel
+/// already did to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ingress {
+    /// The ifindex of the host-side veth the frame came in on.
+    pub ifindex: u32,
+    /// The frame's length (`skb->len`): the bytes a [`Frame`] can load.
+    pub len: u32,
+    /// The kernel lifted a VLAN tag off the frame into the socket buffer's metadata before the
+    /// program ran (`skb->vlan_present`): the frame's bytes look untagged, but it was not, and a
+    /// redirect would hand the tag on.
+    pub vlan_tag_stripped: bool,
+}
+
+impl Ingress {
+    /// The frame's length as the container sent it: a lifted tag counts.
+    pub const fn wire_len(&self) -> u32 {
+        if self.vlan_tag_stripped {
+            self.len.saturating_add(VLAN_TAG_LEN)
+        } else {
+            self.len
+        }
+    }
+}
+
 /// Read access to the datapath's maps.
 pub trait Tables {
     /// The container behind a host-side veth.
@@ -53,14 +85,14 @@ pub struct Decision {
     pub action: Action,
 }
 
-/// Decides the fate of a frame that a container sent into its veth `ifindex`.
+/// Decides the fate of a frame that a container sent into its veth.
 #[inline(always)]
 pub fn from_container<F: Frame + ?Sized, T: Tables>(
     frame: &F,
-    ifindex: u32,
+    ingress: &Ingress,
     tables: &T,
 ) -> Decision {
-    let Some(iface) = tables.iface(ifindex) else {
+    let Some(iface) = tables.iface(ingress.ifindex) else {
         return Decision {
             network_id: 0,
             action: Action::Drop(DropReason::UnknownInterface),
@@ -68,12 +100,22 @@ pub fn from_container<F: Frame + ?Sized, T: Tables>(
     };
     Decision {
         network_id: iface.network_id,
-        action: classify(frame, &iface, tables),
+        action: classify(frame, ingress, &iface, tables),
     }
 }
 
 #[inline(always)]
-fn classify<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
+fn classify<F: Frame + ?Sized, T: Tables>(
+    frame: &F,
+    ingress: &Ingress,
+    iface: &Iface,
+    tables: &T,
+) -> Action {
+    if ingress.vlan_tag_stripped {
+        // Container links are untagged. Forwarded, the frame would reach its neighbour still
+        // tagged; answered, the reply would be too.
+        return Action::Drop(DropReason::VlanTagged);
+    }
     let Some(eth) = frame.load::<EthHdr>(0) else {
         return Action::Drop(DropReason::Malformed);
     };
@@ -84,6 +126,9 @@ fn classify<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) 
         ETH_P_ARP => arp(frame, iface),
         ETH_P_IP => ipv4(frame, iface, tables),
         ETH_P_IPV6 => ipv6(frame, iface, tables),
+        // A tag in the frame's bytes: the kernel lifts the outer one into the metadata (above),
+        // so this is only reached if it did not.
+        ETH_P_8021Q | ETH_P_8021AD => Action::Drop(DropReason::VlanTagged),
         _ => Action::Drop(DropReason::UnsupportedProtocol),
     }
 }
@@ -131,7 +176,10 @@ fn ipv4<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> A
         // Multicast, reserved and limited broadcast.
         return Action::Drop(DropReason::LinkControl);
     }
-    deliver(tables, &EndpointKey::v4(iface.network_id, ip.dst))
+    match tables.endpoint(&EndpointKey::v4(iface.network_id, ip.dst)) {
+        Some(endpoint) => deliver(&endpoint),
+        None => Action::Drop(DropReason::CrossNetwork),
+    }
 }
 
 #[inline(always)]
@@ -142,9 +190,10 @@ fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> A
     if !ip.is_well_formed() {
         return Action::Drop(DropReason::Malformed);
     }
+    let payload = ETH_LEN + core::mem::size_of::<Ipv6Hdr>();
     let link_local = link_local_of(iface.mac);
     if ip.next_header == IPPROTO_ICMPV6
-        && let Some(nd) = frame.load::<NdMessage>(ETH_LEN + core::mem::size_of::<Ipv6Hdr>())
+        && let Some(nd) = frame.load::<NdMessage>(payload)
         && nd.icmp_type == ICMPV6_NEIGHBOR_SOLICIT
     {
         return neighbor_solicit(&ip, &nd, iface, &link_local);
@@ -160,7 +209,10 @@ fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> A
             DropReason::SpoofedIp
         });
     }
-    deliver(tables, &EndpointKey::v6(iface.network_id, ip.dst))
+    match tables.endpoint(&EndpointKey::v6(iface.network_id, ip.dst)) {
+        Some(endpoint) => deliver(&endpoint),
+        None => Action::Drop(DropReason::CrossNetwork),
+    }
 }
 
 /// Answers a neighbour solicitation for any address with the gateway MAC (see [`arp`]).
@@ -192,13 +244,10 @@ fn neighbor_solicit(ip: &Ipv6Hdr, ns: &NdMessage, iface: &Iface, link_local: &[u
 }
 
 #[inline(always)]
-fn deliver<T: Tables>(tables: &T, key: &EndpointKey) -> Action {
-    match tables.endpoint(key) {
-        Some(endpoint) => Action::Deliver {
-            ifindex: endpoint.ifindex,
-            dst_mac: endpoint.mac,
-        },
-        None => Action::Drop(DropReason::CrossNetwork),
+fn deliver(endpoint: &Endpoint) -> Action {
+    Action::Deliver {
+        ifindex: endpoint.ifindex,
+        dst_mac: endpoint.mac,
     }
 }
 

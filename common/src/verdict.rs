@@ -98,11 +98,13 @@ pub enum DropReason {
     Unsolicited = 9,
     /// A non-first IP fragment: it carries no ports to judge it by.
     Fragment = 10,
+    /// An 802.1Q or 802.1ad tagged frame: container links are untagged.
+    VlanTagged = 11,
 }
 
 impl DropReason {
     /// Every reason, for tools that list them.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::None,
         DropReason::Malformed,
         DropReason::UnknownInterface,
@@ -114,6 +116,7 @@ impl DropReason {
         DropReason::RedirectFailed,
         DropReason::Unsolicited,
         DropReason::Fragment,
+        DropReason::VlanTagged,
     ];
 
     /// The reason's stable name, as shown by `gridnet bpf-stats`.
@@ -130,6 +133,7 @@ impl DropReason {
             DropReason::RedirectFailed => "redirect_failed",
             DropReason::Unsolicited => "unsolicited",
             DropReason::Fragment => "fragment",
+            DropReason::VlanTagged => "vlan_tagged",
         }
     }
 

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use gridnet_common::{
     GATEWAY_MAC,
-    datapath::{Action, arp_reply, from_container, neighbor_advert},
+    datapath::{Action, Ingress, arp_reply, from_container, neighbor_advert},
     packet::{Frame, Wire},
     verdict::{DropReason, Program, Verdict},
 };
@@ -28,16 +28,22 @@ impl Frame for Skb<'_> {
 
 #[classifier]
 pub fn tc_from_container(ctx: TcContext) -> i32 {
-    // SAFETY: `skb` is the context pointer the kernel passed in; `ifindex` is readable in TC.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let decision = from_container(&Skb(&ctx), ifindex, &Maps);
+    // SAFETY: `skb` is the context pointer the kernel passed in; `ifindex` and `vlan_present`
+    // are readable in TC (the verifier rewrites the loads to the socket buffer's fields).
+    let (ifindex, vlan_present) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).vlan_present) };
+    let ingress = Ingress {
+        ifindex,
+        len: ctx.len(),
+        vlan_tag_stripped: vlan_present != 0,
+    };
+    let decision = from_container(&Skb(&ctx), &ingress, &Maps);
     let (verdict, reason, code) = act(&ctx, ifindex, decision.action);
     count(
         Program::TcFromContainer,
         verdict,
         reason,
         decision.network_id,
-        ctx.len(),
+        ingress.wire_len(),
     );
     code
 }

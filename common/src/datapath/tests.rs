@@ -6,6 +6,8 @@ use crate::{
     packet::{ARP_REPLY, ICMPV6_NEIGHBOR_ADVERT, ND_OPT_TARGET_LL, nd_checksum},
 };
 
+mod hardening;
+
 const A_NET: u32 = 1;
 const B_NET: u32 = 2;
 const A1_IF: u32 = 11;
@@ -161,8 +163,17 @@ fn ns_frame(src_mac: [u8; 6], src: [u8; 16], target: [u8; 16]) -> Vec<u8> {
     f
 }
 
+/// How the kernel hands over an untagged frame.
+fn untagged(frame: &[u8], ifindex: u32) -> Ingress {
+    Ingress {
+        ifindex,
+        len: frame.len() as u32,
+        vlan_tag_stripped: false,
+    }
+}
+
 fn decide(frame: &[u8], ifindex: u32) -> Decision {
-    from_container(frame, ifindex, &maps())
+    from_container(frame, &untagged(frame, ifindex), &maps())
 }
 
 fn dropped(frame: &[u8], ifindex: u32) -> DropReason {
