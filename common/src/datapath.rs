@@ -3,6 +3,8 @@
 //! Pure over a [`Frame`] and a [`Tables`] view of the maps, so it runs unchanged in the kernel
 //! and in host unit tests. The eBPF entry point only performs the returned [`Action`].
 
+use core::mem::MaybeUninit;
+
 use crate::{
     maps::{Endpoint, EndpointKey, Iface},
     packet::{
@@ -116,7 +118,8 @@ fn classify<F: Frame + ?Sized, T: Tables>(
         // tagged; answered, the reply would be too.
         return Action::Drop(DropReason::VlanTagged);
     }
-    let Some(eth) = frame.load::<EthHdr>(0) else {
+    let mut eth = MaybeUninit::uninit();
+    let Some(eth) = frame.load_into::<EthHdr>(0, &mut eth) else {
         return Action::Drop(DropReason::Malformed);
     };
     if eth.src != iface.mac {
@@ -138,7 +141,8 @@ fn classify<F: Frame + ?Sized, T: Tables>(
 /// at layer 3.
 #[inline(always)]
 fn arp<F: Frame + ?Sized>(frame: &F, iface: &Iface) -> Action {
-    let Some(arp) = frame.load::<ArpIpv4>(ETH_LEN) else {
+    let mut arp = MaybeUninit::uninit();
+    let Some(arp) = frame.load_into::<ArpIpv4>(ETH_LEN, &mut arp) else {
         return Action::Drop(DropReason::Malformed);
     };
     if !arp.is_ethernet_ipv4() {
@@ -163,7 +167,8 @@ fn arp<F: Frame + ?Sized>(frame: &F, iface: &Iface) -> Action {
 
 #[inline(always)]
 fn ipv4<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
-    let Some(ip) = frame.load::<Ipv4Hdr>(ETH_LEN) else {
+    let mut ip = MaybeUninit::uninit();
+    let Some(ip) = frame.load_into::<Ipv4Hdr>(ETH_LEN, &mut ip) else {
         return Action::Drop(DropReason::Malformed);
     };
     if !ip.is_well_formed() {
@@ -184,7 +189,8 @@ fn ipv4<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> A
 
 #[inline(always)]
 fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
-    let Some(ip) = frame.load::<Ipv6Hdr>(ETH_LEN) else {
+    let mut ip = MaybeUninit::uninit();
+    let Some(ip) = frame.load_into::<Ipv6Hdr>(ETH_LEN, &mut ip) else {
         return Action::Drop(DropReason::Malformed);
     };
     if !ip.is_well_formed() {
@@ -192,11 +198,12 @@ fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> A
     }
     let payload = ETH_LEN + core::mem::size_of::<Ipv6Hdr>();
     let link_local = link_local_of(iface.mac);
+    let mut nd = MaybeUninit::uninit();
     if ip.next_header == IPPROTO_ICMPV6
-        && let Some(nd) = frame.load::<NdMessage>(payload)
+        && let Some(nd) = frame.load_into::<NdMessage>(payload, &mut nd)
         && nd.icmp_type == ICMPV6_NEIGHBOR_SOLICIT
     {
-        return neighbor_solicit(&ip, &nd, iface, &link_local);
+        return neighbor_solicit(ip, nd, iface, &link_local);
     }
     if ip.dst[0] == 0xff {
         return Action::Drop(DropReason::LinkControl);

@@ -1,8 +1,10 @@
 //! TC ingress on the host side of each container's veth: everything a container sends.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT},
-    helpers::{bpf_redirect, bpf_redirect_peer},
+    helpers::{bpf_redirect, bpf_redirect_peer, bpf_skb_load_bytes},
     macros::classifier,
     programs::TcContext,
 };
@@ -23,6 +25,22 @@ impl Frame for Skb<'_> {
     #[inline(always)]
     fn load<T: Wire>(&self, offset: usize) -> Option<T> {
         self.0.load::<T>(offset).ok()
+    }
+
+    #[inline(always)]
+    fn load_into<'b, T: Wire>(&self, offset: usize, buf: &'b mut MaybeUninit<T>) -> Option<&'b T> {
+        // SAFETY: `skb` is the context pointer the kernel passed in; the helper writes at most
+        // `size_of::<T>()` bytes, the size of `buf`.
+        let read = unsafe {
+            bpf_skb_load_bytes(
+                self.0.skb.skb.cast(),
+                offset as u32,
+                buf.as_mut_ptr().cast(),
+                size_of::<T>() as u32,
+            )
+        };
+        // SAFETY: on success the helper wrote all of `buf`, and any bytes are a valid `T: Wire`.
+        (read == 0).then(|| unsafe { buf.assume_init_ref() })
     }
 }
 
