@@ -14,6 +14,7 @@ use crate::{
     },
     verdict::DropReason,
 };
+use headers::{IP_MF, IP_OFFSET, transport_is_consistent};
 pub use replies::{arp_reply, neighbor_advert};
 
 /// EtherType of an 802.1Q VLAN tag.
@@ -125,10 +126,11 @@ fn classify<F: Frame + ?Sized, T: Tables>(
     if eth.src != iface.mac {
         return Action::Drop(DropReason::SpoofedMac);
     }
+    let len = ingress.len as usize;
     match eth.ether_type() {
         ETH_P_ARP => arp(frame, iface),
-        ETH_P_IP => ipv4(frame, iface, tables),
-        ETH_P_IPV6 => ipv6(frame, iface, tables),
+        ETH_P_IP => ipv4(frame, len, iface, tables),
+        ETH_P_IPV6 => ipv6(frame, len, iface, tables),
         // A tag in the frame's bytes: the kernel lifts the outer one into the metadata (above),
         // so this is only reached if it did not.
         ETH_P_8021Q | ETH_P_8021AD => Action::Drop(DropReason::VlanTagged),
@@ -166,12 +168,34 @@ fn arp<F: Frame + ?Sized>(frame: &F, iface: &Iface) -> Action {
 }
 
 #[inline(always)]
-fn ipv4<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
+fn ipv4<F: Frame + ?Sized, T: Tables>(frame: &F, len: usize, iface: &Iface, tables: &T) -> Action {
     let mut ip = MaybeUninit::uninit();
     let Some(ip) = frame.load_into::<Ipv4Hdr>(ETH_LEN, &mut ip) else {
         return Action::Drop(DropReason::Malformed);
     };
     if !ip.is_well_formed() {
+        return Action::Drop(DropReason::Malformed);
+    }
+    let header_len = usize::from(ip.version_ihl & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes(ip.total_len));
+    // Bytes beyond the total length are Ethernet padding; fewer bytes are a lie, and the
+    // receiving stack would read past the packet or drop it after we counted it forwarded.
+    if total_len < header_len || ETH_LEN + total_len > len {
+        return Action::Drop(DropReason::Malformed);
+    }
+    let fragment = u16::from_be_bytes(ip.frag_off);
+    // Only the first fragment carries the transport header: it must hold all of it
+    // (RFC 1858); the length fields describe the whole datagram, so they are checked only
+    // when there is one fragment.
+    if fragment & IP_OFFSET == 0
+        && !transport_is_consistent(
+            frame,
+            ip.protocol,
+            ETH_LEN + header_len,
+            total_len - header_len,
+            fragment & IP_MF == 0,
+        )
+    {
         return Action::Drop(DropReason::Malformed);
     }
     if ip.src != iface.ipv4 {
@@ -188,7 +212,7 @@ fn ipv4<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> A
 }
 
 #[inline(always)]
-fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
+fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, len: usize, iface: &Iface, tables: &T) -> Action {
     let mut ip = MaybeUninit::uninit();
     let Some(ip) = frame.load_into::<Ipv6Hdr>(ETH_LEN, &mut ip) else {
         return Action::Drop(DropReason::Malformed);
@@ -197,6 +221,15 @@ fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> A
         return Action::Drop(DropReason::Malformed);
     }
     let payload = ETH_LEN + core::mem::size_of::<Ipv6Hdr>();
+    let payload_len = usize::from(ip.payload_len());
+    if payload + payload_len > len {
+        return Action::Drop(DropReason::Malformed);
+    }
+    // Extension headers are not followed: behind them, the transport header is the
+    // destination's to judge.
+    if !transport_is_consistent(frame, ip.next_header, payload, payload_len, true) {
+        return Action::Drop(DropReason::Malformed);
+    }
     let link_local = link_local_of(iface.mac);
     let mut nd = MaybeUninit::uninit();
     if ip.next_header == IPPROTO_ICMPV6
@@ -258,6 +291,7 @@ fn deliver(endpoint: &Endpoint) -> Action {
     }
 }
 
+mod headers;
 mod replies;
 #[cfg(test)]
 mod tests;

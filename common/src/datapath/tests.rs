@@ -102,8 +102,14 @@ fn ipv4_frame(src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
         src,
         dst,
     }));
-    f.extend([0u8; 8]);
+    f.extend(udp_header(8));
     f
+}
+
+/// A UDP header with ports and checksum, `len` bytes long as it says.
+fn udp_header(len: u16) -> [u8; 8] {
+    let [l0, l1] = len.to_be_bytes();
+    [0x9c, 0x40, 0x1b, 0x58, l0, l1, 0, 0]
 }
 
 fn ipv6_frame(src_mac: [u8; 6], src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
@@ -116,7 +122,7 @@ fn ipv6_frame(src_mac: [u8; 6], src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
         src,
         dst,
     }));
-    f.extend([0u8; 8]);
+    f.extend(udp_header(8));
     f
 }
 
