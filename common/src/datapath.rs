@@ -14,7 +14,7 @@ use crate::{
     },
     verdict::DropReason,
 };
-use headers::{IP_MF, IP_OFFSET, transport_is_consistent};
+use headers::{IP_MF, IP_OFFSET, is_ipv4_mapped, transport_is_consistent};
 pub use replies::{arp_reply, neighbor_advert};
 
 /// EtherType of an 802.1Q VLAN tag.
@@ -230,6 +230,11 @@ fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, len: usize, iface: &Iface, tabl
     if !transport_is_consistent(frame, ip.next_header, payload, payload_len, true) {
         return Action::Drop(DropReason::Malformed);
     }
+    if is_ipv4_mapped(&ip.src) || is_ipv4_mapped(&ip.dst) {
+        // IPv4 endpoints are keyed by their IPv4-mapped address: such a destination would
+        // reach an IPv4 container over IPv6.
+        return Action::Drop(DropReason::MappedAddress);
+    }
     let link_local = link_local_of(iface.mac);
     let mut nd = MaybeUninit::uninit();
     if ip.next_header == IPPROTO_ICMPV6
@@ -272,6 +277,9 @@ fn neighbor_solicit(ip: &Ipv6Hdr, ns: &NdMessage, iface: &Iface, link_local: &[u
         || ns.opt_len != 1
     {
         return Action::Drop(DropReason::Malformed);
+    }
+    if is_ipv4_mapped(&ns.target) {
+        return Action::Drop(DropReason::MappedAddress);
     }
     if ns.opt_mac != iface.mac {
         return Action::Drop(DropReason::SpoofedMac);

@@ -100,11 +100,14 @@ pub enum DropReason {
     Fragment = 10,
     /// An 802.1Q or 802.1ad tagged frame: container links are untagged.
     VlanTagged = 11,
+    /// An IPv6 packet from or to an IPv4-mapped address (`::ffff:a.b.c.d`): the families do
+    /// not alias, so no such packet may reach an IPv4 endpoint.
+    MappedAddress = 12,
 }
 
 impl DropReason {
     /// Every reason, for tools that list them.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::None,
         DropReason::Malformed,
         DropReason::UnknownInterface,
@@ -117,6 +120,7 @@ impl DropReason {
         DropReason::Unsolicited,
         DropReason::Fragment,
         DropReason::VlanTagged,
+        DropReason::MappedAddress,
     ];
 
     /// The reason's stable name, as shown by `gridnet bpf-stats`.
@@ -134,6 +138,7 @@ impl DropReason {
             DropReason::Unsolicited => "unsolicited",
             DropReason::Fragment => "fragment",
             DropReason::VlanTagged => "vlan_tagged",
+            DropReason::MappedAddress => "mapped_address",
         }
     }
 

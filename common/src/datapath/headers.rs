@@ -51,3 +51,18 @@ pub(super) fn transport_is_consistent<F: Frame + ?Sized>(
         _ => true,
     }
 }
+
+/// `::ffff:a.b.c.d` (RFC 4291 §2.5.5.2).
+#[inline(always)]
+pub(super) fn is_ipv4_mapped(addr: &[u8; 16]) -> bool {
+    // A loop, not a slice comparison: with the slice the compiler emitted a read of a register
+    // a helper call had clobbered, which the verifier refuses.
+    let mut i = 0;
+    while i < 10 {
+        if addr[i] != 0 {
+            return false;
+        }
+        i += 1;
+    }
+    addr[10] == 0xff && addr[11] == 0xff
+}

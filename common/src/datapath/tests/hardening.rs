@@ -51,6 +51,10 @@ fn tcp_header(words: u8) -> [u8; 20] {
     h
 }
 
+fn v4_mapped(v4: [u8; 4]) -> [u8; 16] {
+    std::net::Ipv4Addr::from(v4).to_ipv6_mapped().octets()
+}
+
 const TO_A2: Action = Action::Deliver {
     ifindex: A2_IF,
     dst_mac: A2_MAC,
@@ -226,4 +230,28 @@ fn transport_headers_shorter_than_their_minimum_are_malformed() {
     assert_eq!(dropped(&tiny_first, A1_IF), DropReason::Malformed);
     let later = a1_to_a2_v4(5, 28, TCP, 3, &tiny);
     assert_eq!(decide(&later, A1_IF).action, TO_A2);
+}
+
+#[test]
+fn ipv4_mapped_ipv6_addresses_never_alias_an_ipv4_endpoint() {
+    // a2's IPv4 key is its IPv4-mapped address: this would reach it over IPv6.
+    assert_eq!(
+        dropped(&ipv6_frame(A1_MAC, v6(2), v4_mapped(A2_V4)), A1_IF),
+        DropReason::MappedAddress
+    );
+    assert_eq!(
+        dropped(&ipv6_frame(A1_MAC, v4_mapped(A1_V4), v6(3)), A1_IF),
+        DropReason::MappedAddress
+    );
+    assert_eq!(
+        dropped(&ns_frame(A1_MAC, v6(2), v4_mapped(A2_V4)), A1_IF),
+        DropReason::MappedAddress
+    );
+    // Other addresses with zeros up front are not mapped ones.
+    let mut compatible = [0u8; 16];
+    compatible[12..].copy_from_slice(&A2_V4);
+    assert_eq!(
+        dropped(&ipv6_frame(A1_MAC, v6(2), compatible), A1_IF),
+        DropReason::CrossNetwork
+    );
 }
