@@ -6,7 +6,7 @@
 use core::mem::MaybeUninit;
 
 use crate::{
-    maps::{Endpoint, EndpointKey, Iface},
+    maps::{ENDPOINT_DOWN, Endpoint, EndpointKey, Iface},
     packet::{
         ARP_REQUEST, ArpIpv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Frame,
         ICMPV6_NEIGHBOR_SOLICIT, IPPROTO_ICMPV6, Ipv4Hdr, Ipv6Hdr, ND_OPT_SOURCE_LL, NdMessage,
@@ -293,6 +293,10 @@ fn neighbor_solicit(ip: &Ipv6Hdr, ns: &NdMessage, iface: &Iface, link_local: &[u
 
 #[inline(always)]
 fn deliver(endpoint: &Endpoint) -> Action {
+    if endpoint.flags & ENDPOINT_DOWN != 0 {
+        // The redirect would report success and the kernel drop the packet silently.
+        return Action::Drop(DropReason::EndpointDown);
+    }
     Action::Deliver {
         ifindex: endpoint.ifindex,
         dst_mac: endpoint.mac,

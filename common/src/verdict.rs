@@ -103,11 +103,13 @@ pub enum DropReason {
     /// An IPv6 packet from or to an IPv4-mapped address (`::ffff:a.b.c.d`): the families do
     /// not alias, so no such packet may reach an IPv4 endpoint.
     MappedAddress = 12,
+    /// The destination container is there but its interface is down.
+    EndpointDown = 13,
 }
 
 impl DropReason {
     /// Every reason, for tools that list them.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::None,
         DropReason::Malformed,
         DropReason::UnknownInterface,
@@ -121,6 +123,7 @@ impl DropReason {
         DropReason::Fragment,
         DropReason::VlanTagged,
         DropReason::MappedAddress,
+        DropReason::EndpointDown,
     ];
 
     /// The reason's stable name, as shown by `gridnet bpf-stats`.
@@ -139,6 +142,7 @@ impl DropReason {
             DropReason::Fragment => "fragment",
             DropReason::VlanTagged => "vlan_tagged",
             DropReason::MappedAddress => "mapped_address",
+            DropReason::EndpointDown => "endpoint_down",
         }
     }
 

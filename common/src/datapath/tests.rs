@@ -65,7 +65,8 @@ fn maps() -> Maps {
         let ep = Endpoint {
             ifindex,
             mac,
-            _pad: [0; 2],
+            flags: 0,
+            _pad: 0,
         };
         m.endpoints.insert(EndpointKey::v4(net, v4), ep);
         m.endpoints.insert(EndpointKey::v6(net, v6(v6last)), ep);

@@ -255,3 +255,29 @@ fn ipv4_mapped_ipv6_addresses_never_alias_an_ipv4_endpoint() {
         DropReason::CrossNetwork
     );
 }
+
+#[test]
+fn packets_to_a_down_endpoint_are_dropped() {
+    let mut tables = maps();
+    for key in [EndpointKey::v4(A_NET, A2_V4), EndpointKey::v6(A_NET, v6(3))] {
+        let endpoint = tables.endpoints.get_mut(&key).expect("a2's endpoint");
+        endpoint.flags |= ENDPOINT_DOWN;
+    }
+    for frame in [
+        ipv4_frame(A1_MAC, A1_V4, A2_V4),
+        ipv6_frame(A1_MAC, v6(2), v6(3)),
+    ] {
+        assert_eq!(
+            from_container(&frame[..], &untagged(&frame, A1_IF), &tables).action,
+            Action::Drop(DropReason::EndpointDown)
+        );
+    }
+    // Other bits are not "down": entries from before the flags existed read as up.
+    let key = EndpointKey::v4(A_NET, A2_V4);
+    tables.endpoints.get_mut(&key).expect("a2").flags = 0x80;
+    let frame = ipv4_frame(A1_MAC, A1_V4, A2_V4);
+    assert_eq!(
+        from_container(&frame[..], &untagged(&frame, A1_IF), &tables).action,
+        TO_A2
+    );
+}
