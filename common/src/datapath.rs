@@ -14,7 +14,7 @@ use crate::{
     },
     verdict::DropReason,
 };
-use headers::{IP_MF, IP_OFFSET, is_ipv4_mapped, transport_is_consistent};
+use headers::{IP_MF, IP_OFFSET, is_group, is_ipv4_mapped, transport_is_consistent};
 pub use replies::{arp_reply, neighbor_advert};
 
 /// EtherType of an 802.1Q VLAN tag.
@@ -129,8 +129,8 @@ fn classify<F: Frame + ?Sized, T: Tables>(
     let len = ingress.len as usize;
     match eth.ether_type() {
         ETH_P_ARP => arp(frame, iface),
-        ETH_P_IP => ipv4(frame, len, iface, tables),
-        ETH_P_IPV6 => ipv6(frame, len, iface, tables),
+        ETH_P_IP => ipv4(frame, len, eth, iface, tables),
+        ETH_P_IPV6 => ipv6(frame, len, eth, iface, tables),
         // A tag in the frame's bytes: the kernel lifts the outer one into the metadata (above),
         // so this is only reached if it did not.
         ETH_P_8021Q | ETH_P_8021AD => Action::Drop(DropReason::VlanTagged),
@@ -153,12 +153,13 @@ fn arp<F: Frame + ?Sized>(frame: &F, iface: &Iface) -> Action {
     if arp.sha != iface.mac {
         return Action::Drop(DropReason::SpoofedMac);
     }
+    if arp.spa != [0; 4] && arp.spa != iface.ipv4 {
+        // Claiming a neighbour's or the gateway's address, whatever the operation.
+        return Action::Drop(DropReason::SpoofedIp);
+    }
     if arp.spa == [0; 4] || arp.oper() != ARP_REQUEST || arp.tpa == iface.ipv4 {
         // Probes, announcements and replies: nothing to answer.
         return Action::Drop(DropReason::LinkControl);
-    }
-    if arp.spa != iface.ipv4 {
-        return Action::Drop(DropReason::SpoofedIp);
     }
     Action::ArpReply {
         mac: iface.mac,
@@ -168,7 +169,13 @@ fn arp<F: Frame + ?Sized>(frame: &F, iface: &Iface) -> Action {
 }
 
 #[inline(always)]
-fn ipv4<F: Frame + ?Sized, T: Tables>(frame: &F, len: usize, iface: &Iface, tables: &T) -> Action {
+fn ipv4<F: Frame + ?Sized, T: Tables>(
+    frame: &F,
+    len: usize,
+    eth: &EthHdr,
+    iface: &Iface,
+    tables: &T,
+) -> Action {
     let mut ip = MaybeUninit::uninit();
     let Some(ip) = frame.load_into::<Ipv4Hdr>(ETH_LEN, &mut ip) else {
         return Action::Drop(DropReason::Malformed);
@@ -201,18 +208,28 @@ fn ipv4<F: Frame + ?Sized, T: Tables>(frame: &F, len: usize, iface: &Iface, tabl
     if ip.src != iface.ipv4 {
         return Action::Drop(DropReason::SpoofedIp);
     }
-    if ip.dst[0] >= 224 {
-        // Multicast, reserved and limited broadcast.
+    if ip.dst[0] >= 224 || is_group(&eth.dst) {
+        // Multicast, reserved and limited broadcast; the subnet broadcast, sent to the
+        // broadcast MAC.
         return Action::Drop(DropReason::LinkControl);
     }
     match tables.endpoint(&EndpointKey::v4(iface.network_id, ip.dst)) {
         Some(endpoint) => deliver(&endpoint),
+        // The subnet broadcast sent to the gateway MAC. Checked only on a miss, so that the
+        // rule can never hide a container, whatever a subnet's size.
+        None if ip.dst == subnet_broadcast(iface.ipv4) => Action::Drop(DropReason::LinkControl),
         None => Action::Drop(DropReason::CrossNetwork),
     }
 }
 
 #[inline(always)]
-fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, len: usize, iface: &Iface, tables: &T) -> Action {
+fn ipv6<F: Frame + ?Sized, T: Tables>(
+    frame: &F,
+    len: usize,
+    eth: &EthHdr,
+    iface: &Iface,
+    tables: &T,
+) -> Action {
     let mut ip = MaybeUninit::uninit();
     let Some(ip) = frame.load_into::<Ipv6Hdr>(ETH_LEN, &mut ip) else {
         return Action::Drop(DropReason::Malformed);
@@ -254,10 +271,20 @@ fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, len: usize, iface: &Iface, tabl
             DropReason::SpoofedIp
         });
     }
+    if is_group(&eth.dst) {
+        return Action::Drop(DropReason::LinkControl);
+    }
     match tables.endpoint(&EndpointKey::v6(iface.network_id, ip.dst)) {
         Some(endpoint) => deliver(&endpoint),
         None => Action::Drop(DropReason::CrossNetwork),
     }
+}
+
+/// The broadcast address of a container's subnet: node subnets are /24 (the ledger refuses any
+/// other size).
+#[inline(always)]
+const fn subnet_broadcast(ipv4: [u8; 4]) -> [u8; 4] {
+    [ipv4[0], ipv4[1], ipv4[2], 255]
 }
 
 /// Answers a neighbour solicitation for any address with the gateway MAC (see [`arp`]).

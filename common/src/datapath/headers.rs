@@ -52,6 +52,12 @@ pub(super) fn transport_is_consistent<F: Frame + ?Sized>(
     }
 }
 
+/// A multicast or broadcast Ethernet address (the group bit).
+#[inline(always)]
+pub(super) const fn is_group(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 != 0
+}
+
 /// `::ffff:a.b.c.d` (RFC 4291 §2.5.5.2).
 #[inline(always)]
 pub(super) fn is_ipv4_mapped(addr: &[u8; 16]) -> bool {

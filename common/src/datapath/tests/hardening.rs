@@ -281,3 +281,67 @@ fn packets_to_a_down_endpoint_are_dropped() {
         TO_A2
     );
 }
+
+#[test]
+fn arp_claiming_another_address_is_spoofed_ip_whatever_the_operation() {
+    const GATEWAY_V4: [u8; 4] = [10, 1, 1, 1];
+    for (oper, spa) in [
+        (ARP_REPLY, A2_V4),
+        (ARP_REPLY, GATEWAY_V4),
+        (ARP_REQUEST, GATEWAY_V4),
+        (ARP_REQUEST, A2_V4),
+        (3, A2_V4),
+    ] {
+        assert_eq!(
+            dropped(&arp_frame(A1_MAC, oper, A1_MAC, spa, A2_V4), A1_IF),
+            DropReason::SpoofedIp,
+            "operation {oper} from {spa:?}"
+        );
+    }
+    // Its own address in a reply, or none in a probe: link control, as before.
+    assert_eq!(
+        dropped(&arp_frame(A1_MAC, ARP_REPLY, A1_MAC, A1_V4, A2_V4), A1_IF),
+        DropReason::LinkControl
+    );
+    assert_eq!(
+        dropped(&arp_frame(A1_MAC, ARP_REPLY, A1_MAC, [0; 4], A2_V4), A1_IF),
+        DropReason::LinkControl
+    );
+}
+
+#[test]
+fn subnet_broadcasts_are_link_control() {
+    let broadcast = [10, 1, 1, 255];
+    // To the gateway MAC, and to the broadcast MAC as Linux sends it.
+    assert_eq!(
+        dropped(&ipv4_frame(A1_MAC, A1_V4, broadcast), A1_IF),
+        DropReason::LinkControl
+    );
+    let mut frame = ipv4_frame(A1_MAC, A1_V4, broadcast);
+    frame[..6].copy_from_slice(&[0xff; 6]);
+    assert_eq!(dropped(&frame, A1_IF), DropReason::LinkControl);
+    // Unicast IP in a group frame, either family, is never a container's traffic.
+    let mut frame = ipv4_frame(A1_MAC, A1_V4, A2_V4);
+    frame[..6].copy_from_slice(&[0xff; 6]);
+    assert_eq!(dropped(&frame, A1_IF), DropReason::LinkControl);
+    let mut frame = ipv6_frame(A1_MAC, v6(2), v6(3));
+    frame[..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 3]);
+    assert_eq!(dropped(&frame, A1_IF), DropReason::LinkControl);
+    // Elsewhere in the network is still cross-network.
+    assert_eq!(
+        dropped(&ipv4_frame(A1_MAC, A1_V4, [10, 1, 2, 255]), A1_IF),
+        DropReason::CrossNetwork
+    );
+    // The rule only names a miss: a container at that address (in a subnet larger than a /24)
+    // is still reached.
+    let mut tables = maps();
+    let a2 = tables.endpoints[&EndpointKey::v4(A_NET, A2_V4)];
+    tables
+        .endpoints
+        .insert(EndpointKey::v4(A_NET, broadcast), a2);
+    let frame = ipv4_frame(A1_MAC, A1_V4, broadcast);
+    assert_eq!(
+        from_container(&frame[..], &untagged(&frame, A1_IF), &tables).action,
+        TO_A2
+    );
+}
