@@ -161,6 +161,10 @@ fn arp<F: Frame + ?Sized>(frame: &F, iface: &Iface) -> Action {
         // Probes, announcements and replies: nothing to answer.
         return Action::Drop(DropReason::LinkControl);
     }
+    if arp.tpa == [0; 4] || arp.tpa[0] >= 224 {
+        // No host has a multicast, broadcast or unspecified address; a reply would claim one.
+        return Action::Drop(DropReason::Malformed);
+    }
     Action::ArpReply {
         mac: iface.mac,
         ip: iface.ipv4,
@@ -302,6 +306,10 @@ fn neighbor_solicit(ip: &Ipv6Hdr, ns: &NdMessage, iface: &Iface, link_local: &[u
         || ns.code != 0
         || ns.opt_type != ND_OPT_SOURCE_LL
         || ns.opt_len != 1
+        // RFC 4861 §7.1.1: a solicitation for a multicast target is invalid; the unspecified
+        // address is no one's either. The advertisement would come from that address.
+        || ns.target[0] == 0xff
+        || ns.target == [0; 16]
     {
         return Action::Drop(DropReason::Malformed);
     }

@@ -4,7 +4,7 @@ use core::mem::MaybeUninit;
 
 use aya_ebpf::{
     bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT},
-    helpers::{bpf_redirect, bpf_redirect_peer, bpf_skb_load_bytes},
+    helpers::{bpf_redirect, bpf_redirect_peer, bpf_skb_change_tail, bpf_skb_load_bytes},
     macros::classifier,
     programs::TcContext,
 };
@@ -56,6 +56,7 @@ pub fn tc_from_container(ctx: TcContext) -> i32 {
     };
     let decision = from_container(&Skb(&ctx), &ingress, &Maps);
     let (verdict, reason, code) = act(&ctx, ifindex, decision.action);
+    // The frame as received: a reply has changed its length by now.
     count(
         Program::TcFromContainer,
         verdict,
@@ -98,10 +99,16 @@ fn act(ctx: &TcContext, ifindex: u32, action: Action) -> (Verdict, DropReason, i
     }
 }
 
-/// Overwrites the frame with `reply` and sends it back out to the container.
+/// Overwrites the frame with `reply`, cuts it to the reply's length (whatever followed the
+/// request must not be echoed back) and sends it back out to the container.
 #[inline(always)]
 fn reply<T>(ctx: &TcContext, ifindex: u32, reply: &T) -> (Verdict, DropReason, i32) {
     if ctx.store(0, reply, 0).is_err() {
+        return drop(DropReason::Malformed);
+    }
+    // SAFETY: a plain helper call on the context pointer the kernel passed in; the loads and
+    // stores that follow go through helpers, so no packet pointer outlives the resize.
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, size_of::<T>() as u32, 0) } != 0 {
         return drop(DropReason::Malformed);
     }
     // SAFETY: a plain helper call; flags 0 means the egress of `ifindex`, toward the container.

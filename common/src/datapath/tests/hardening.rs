@@ -345,3 +345,27 @@ fn subnet_broadcasts_are_link_control() {
         TO_A2
     );
 }
+
+#[test]
+fn requests_for_addresses_no_host_has_are_not_answered() {
+    let mut all_nodes = [0u8; 16];
+    all_nodes[..2].copy_from_slice(&[0xff, 0x02]);
+    all_nodes[15] = 1;
+    for target in [all_nodes, [0; 16]] {
+        assert_eq!(
+            dropped(&ns_frame(A1_MAC, v6(2), target), A1_IF),
+            DropReason::Malformed,
+            "solicitation for {target:?}"
+        );
+    }
+    for target in [[224, 0, 0, 1], [255; 4], [0; 4]] {
+        assert_eq!(
+            dropped(
+                &arp_frame(A1_MAC, ARP_REQUEST, A1_MAC, A1_V4, target),
+                A1_IF
+            ),
+            DropReason::Malformed,
+            "ARP for {target:?}"
+        );
+    }
+}
