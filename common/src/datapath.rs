@@ -3,17 +3,51 @@
 //! Pure over a [`Frame`] and a [`Tables`] view of the maps, so it runs unchanged in the kernel
 //! and in host unit tests. The eBPF entry point only performs the returned [`Action`].
 
+use core::mem::MaybeUninit;
+
 use crate::{
-    GATEWAY_MAC,
-    maps::{Endpoint, EndpointKey, Iface, Route, RouteKey},
+    maps::{ENDPOINT_DOWN, Endpoint, EndpointKey, Iface, Route, RouteKey},
     packet::{
-        ARP_REPLY, ARP_REQUEST, ArpFrame, ArpIpv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
-        EthHdr, Frame, ICMPV6_NEIGHBOR_ADVERT, ICMPV6_NEIGHBOR_SOLICIT, IPPROTO_ICMPV6, Ipv4Hdr,
-        Ipv6Hdr, ND_OPT_SOURCE_LL, ND_OPT_TARGET_LL, NaFrame, NdMessage, link_local_of,
-        nd_checksum,
+        ARP_REQUEST, ArpIpv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Frame,
+        ICMPV6_NEIGHBOR_SOLICIT, IPPROTO_ICMPV6, Ipv4Hdr, Ipv6Hdr, ND_OPT_SOURCE_LL, NdMessage,
+        link_local_of,
     },
     verdict::DropReason,
 };
+use headers::{IP_MF, IP_OFFSET, is_group, is_ipv4_mapped, transport_is_consistent};
+pub use replies::{arp_reply, neighbor_advert};
+
+/// EtherType of an 802.1Q VLAN tag.
+pub const ETH_P_8021Q: u16 = 0x8100;
+/// EtherType of an 802.1ad (QinQ) service tag.
+pub const ETH_P_8021AD: u16 = 0x88a8;
+/// Bytes a VLAN tag adds to a frame.
+pub const VLAN_TAG_LEN: u32 = 4;
+
+/// A frame as the kernel hands it to `tc_from_container`: where it came in, and what the kernel
+/// already did to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ingress {
+    /// The ifindex of the host-side veth the frame came in on.
+    pub ifindex: u32,
+    /// The frame's length (`skb->len`): the bytes a [`Frame`] can load.
+    pub len: u32,
+    /// The kernel lifted a VLAN tag off the frame into the socket buffer's metadata before the
+    /// program ran (`skb->vlan_present`): the frame's bytes look untagged, but it was not, and a
+    /// redirect would hand the tag on.
+    pub vlan_tag_stripped: bool,
+}
+
+impl Ingress {
+    /// The frame's length as the container sent it: a lifted tag counts.
+    pub const fn wire_len(&self) -> u32 {
+        if self.vlan_tag_stripped {
+            self.len.saturating_add(VLAN_TAG_LEN)
+        } else {
+            self.len
+        }
+    }
+}
 
 /// Read access to the datapath's maps.
 pub trait Tables {
@@ -59,14 +93,14 @@ pub struct Decision {
     pub action: Action,
 }
 
-/// Decides the fate of a frame that a container sent into its veth `ifindex`.
+/// Decides the fate of a frame that a container sent into its veth.
 #[inline(always)]
 pub fn from_container<F: Frame + ?Sized, T: Tables>(
     frame: &F,
-    ifindex: u32,
+    ingress: &Ingress,
     tables: &T,
 ) -> Decision {
-    let Some(iface) = tables.iface(ifindex) else {
+    let Some(iface) = tables.iface(ingress.ifindex) else {
         return Decision {
             network_id: 0,
             action: Action::Drop(DropReason::UnknownInterface),
@@ -74,22 +108,37 @@ pub fn from_container<F: Frame + ?Sized, T: Tables>(
     };
     Decision {
         network_id: iface.network_id,
-        action: classify(frame, &iface, tables),
+        action: classify(frame, ingress, &iface, tables),
     }
 }
 
 #[inline(always)]
-fn classify<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
-    let Some(eth) = frame.load::<EthHdr>(0) else {
+fn classify<F: Frame + ?Sized, T: Tables>(
+    frame: &F,
+    ingress: &Ingress,
+    iface: &Iface,
+    tables: &T,
+) -> Action {
+    if ingress.vlan_tag_stripped {
+        // Container links are untagged. Forwarded, the frame would reach its neighbour still
+        // tagged; answered, the reply would be too.
+        return Action::Drop(DropReason::VlanTagged);
+    }
+    let mut eth = MaybeUninit::uninit();
+    let Some(eth) = frame.load_into::<EthHdr>(0, &mut eth) else {
         return Action::Drop(DropReason::Malformed);
     };
     if eth.src != iface.mac {
         return Action::Drop(DropReason::SpoofedMac);
     }
+    let len = ingress.len as usize;
     match eth.ether_type() {
         ETH_P_ARP => arp(frame, iface),
-        ETH_P_IP => ipv4(frame, iface, tables),
-        ETH_P_IPV6 => ipv6(frame, iface, tables),
+        ETH_P_IP => ipv4(frame, len, eth, iface, tables),
+        ETH_P_IPV6 => ipv6(frame, len, eth, iface, tables),
+        // A tag in the frame's bytes: the kernel lifts the outer one into the metadata (above),
+        // so this is only reached if it did not.
+        ETH_P_8021Q | ETH_P_8021AD => Action::Drop(DropReason::VlanTagged),
         _ => Action::Drop(DropReason::UnsupportedProtocol),
     }
 }
@@ -99,7 +148,8 @@ fn classify<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) 
 /// at layer 3.
 #[inline(always)]
 fn arp<F: Frame + ?Sized>(frame: &F, iface: &Iface) -> Action {
-    let Some(arp) = frame.load::<ArpIpv4>(ETH_LEN) else {
+    let mut arp = MaybeUninit::uninit();
+    let Some(arp) = frame.load_into::<ArpIpv4>(ETH_LEN, &mut arp) else {
         return Action::Drop(DropReason::Malformed);
     };
     if !arp.is_ethernet_ipv4() {
@@ -108,12 +158,17 @@ fn arp<F: Frame + ?Sized>(frame: &F, iface: &Iface) -> Action {
     if arp.sha != iface.mac {
         return Action::Drop(DropReason::SpoofedMac);
     }
+    if arp.spa != [0; 4] && arp.spa != iface.ipv4 {
+        // Claiming a neighbour's or the gateway's address, whatever the operation.
+        return Action::Drop(DropReason::SpoofedIp);
+    }
     if arp.spa == [0; 4] || arp.oper() != ARP_REQUEST || arp.tpa == iface.ipv4 {
         // Probes, announcements and replies: nothing to answer.
         return Action::Drop(DropReason::LinkControl);
     }
-    if arp.spa != iface.ipv4 {
-        return Action::Drop(DropReason::SpoofedIp);
+    if arp.tpa == [0; 4] || arp.tpa[0] >= 224 {
+        // No host has a multicast, broadcast or unspecified address; a reply would claim one.
+        return Action::Drop(DropReason::Malformed);
     }
     Action::ArpReply {
         mac: iface.mac,
@@ -122,61 +177,97 @@ fn arp<F: Frame + ?Sized>(frame: &F, iface: &Iface) -> Action {
     }
 }
 
-/// The ARP reply telling the container (`mac`, `ip`) that `asked` is at the gateway MAC.
 #[inline(always)]
-pub fn arp_reply(mac: [u8; 6], ip: [u8; 4], asked: [u8; 4]) -> ArpFrame {
-    ArpFrame {
-        eth: EthHdr {
-            dst: mac,
-            src: GATEWAY_MAC,
-            ether_type: ETH_P_ARP.to_be_bytes(),
-        },
-        arp: ArpIpv4 {
-            htype: 1u16.to_be_bytes(),
-            ptype: ETH_P_IP.to_be_bytes(),
-            hlen: 6,
-            plen: 4,
-            oper: ARP_REPLY.to_be_bytes(),
-            sha: GATEWAY_MAC,
-            spa: asked,
-            tha: mac,
-            tpa: ip,
-        },
-    }
-}
-
-#[inline(always)]
-fn ipv4<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
-    let Some(ip) = frame.load::<Ipv4Hdr>(ETH_LEN) else {
+fn ipv4<F: Frame + ?Sized, T: Tables>(
+    frame: &F,
+    len: usize,
+    eth: &EthHdr,
+    iface: &Iface,
+    tables: &T,
+) -> Action {
+    let mut ip = MaybeUninit::uninit();
+    let Some(ip) = frame.load_into::<Ipv4Hdr>(ETH_LEN, &mut ip) else {
         return Action::Drop(DropReason::Malformed);
     };
     if !ip.is_well_formed() {
+        return Action::Drop(DropReason::Malformed);
+    }
+    let header_len = usize::from(ip.version_ihl & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes(ip.total_len));
+    // Bytes beyond the total length are Ethernet padding; fewer bytes are a lie, and the
+    // receiving stack would read past the packet or drop it after we counted it forwarded.
+    if total_len < header_len || ETH_LEN + total_len > len {
+        return Action::Drop(DropReason::Malformed);
+    }
+    let fragment = u16::from_be_bytes(ip.frag_off);
+    // Only the first fragment carries the transport header: it must hold all of it
+    // (RFC 1858); the length fields describe the whole datagram, so they are checked only
+    // when there is one fragment.
+    if fragment & IP_OFFSET == 0
+        && !transport_is_consistent(
+            frame,
+            ip.protocol,
+            ETH_LEN + header_len,
+            total_len - header_len,
+            fragment & IP_MF == 0,
+        )
+    {
         return Action::Drop(DropReason::Malformed);
     }
     if ip.src != iface.ipv4 {
         return Action::Drop(DropReason::SpoofedIp);
     }
-    if ip.dst[0] >= 224 {
-        // Multicast, reserved and limited broadcast.
+    if ip.dst[0] >= 224 || is_group(&eth.dst) {
+        // Multicast, reserved and limited broadcast; the subnet broadcast, sent to the
+        // broadcast MAC.
         return Action::Drop(DropReason::LinkControl);
     }
-    deliver(tables, &EndpointKey::v4(iface.network_id, ip.dst))
+    match tables.endpoint(&EndpointKey::v4(iface.network_id, ip.dst)) {
+        Some(endpoint) => deliver(&endpoint),
+        // The subnet broadcast sent to the gateway MAC. Checked only on a miss, so that the
+        // rule can never hide a container, whatever a subnet's size.
+        None if ip.dst == subnet_broadcast(iface.ipv4) => Action::Drop(DropReason::LinkControl),
+        None => beyond_this_node(tables, &EndpointKey::v4(iface.network_id, ip.dst)),
+    }
 }
 
 #[inline(always)]
-fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> Action {
-    let Some(ip) = frame.load::<Ipv6Hdr>(ETH_LEN) else {
+fn ipv6<F: Frame + ?Sized, T: Tables>(
+    frame: &F,
+    len: usize,
+    eth: &EthHdr,
+    iface: &Iface,
+    tables: &T,
+) -> Action {
+    let mut ip = MaybeUninit::uninit();
+    let Some(ip) = frame.load_into::<Ipv6Hdr>(ETH_LEN, &mut ip) else {
         return Action::Drop(DropReason::Malformed);
     };
     if !ip.is_well_formed() {
         return Action::Drop(DropReason::Malformed);
     }
+    let payload = ETH_LEN + core::mem::size_of::<Ipv6Hdr>();
+    let payload_len = usize::from(ip.payload_len());
+    if payload + payload_len > len {
+        return Action::Drop(DropReason::Malformed);
+    }
+    // Extension headers are not followed: behind them, the transport header is the
+    // destination's to judge.
+    if !transport_is_consistent(frame, ip.next_header, payload, payload_len, true) {
+        return Action::Drop(DropReason::Malformed);
+    }
+    if is_ipv4_mapped(&ip.src) || is_ipv4_mapped(&ip.dst) {
+        // IPv4 endpoints are keyed by their IPv4-mapped address: such a destination would
+        // reach an IPv4 container over IPv6.
+        return Action::Drop(DropReason::MappedAddress);
+    }
     let link_local = link_local_of(iface.mac);
+    let mut nd = MaybeUninit::uninit();
     if ip.next_header == IPPROTO_ICMPV6
-        && let Some(nd) = frame.load::<NdMessage>(ETH_LEN + core::mem::size_of::<Ipv6Hdr>())
+        && let Some(nd) = frame.load_into::<NdMessage>(payload, &mut nd)
         && nd.icmp_type == ICMPV6_NEIGHBOR_SOLICIT
     {
-        return neighbor_solicit(&ip, &nd, iface, &link_local);
+        return neighbor_solicit(ip, nd, iface, &link_local);
     }
     if ip.dst[0] == 0xff {
         return Action::Drop(DropReason::LinkControl);
@@ -189,7 +280,21 @@ fn ipv6<F: Frame + ?Sized, T: Tables>(frame: &F, iface: &Iface, tables: &T) -> A
             DropReason::SpoofedIp
         });
     }
-    deliver(tables, &EndpointKey::v6(iface.network_id, ip.dst))
+    if is_group(&eth.dst) {
+        return Action::Drop(DropReason::LinkControl);
+    }
+    let key = EndpointKey::v6(iface.network_id, ip.dst);
+    match tables.endpoint(&key) {
+        Some(endpoint) => deliver(&endpoint),
+        None => beyond_this_node(tables, &key),
+    }
+}
+
+/// The broadcast address of a container's subnet: node subnets are /24 (the ledger refuses any
+/// other size).
+#[inline(always)]
+const fn subnet_broadcast(ipv4: [u8; 4]) -> [u8; 4] {
+    [ipv4[0], ipv4[1], ipv4[2], 255]
 }
 
 /// Answers a neighbour solicitation for any address with the gateway MAC (see [`arp`]).
@@ -207,8 +312,15 @@ fn neighbor_solicit(ip: &Ipv6Hdr, ns: &NdMessage, iface: &Iface, link_local: &[u
         || ns.code != 0
         || ns.opt_type != ND_OPT_SOURCE_LL
         || ns.opt_len != 1
+        // RFC 4861 §7.1.1: a solicitation for a multicast target is invalid; the unspecified
+        // address is no one's either. The advertisement would come from that address.
+        || ns.target[0] == 0xff
+        || ns.target == [0; 16]
     {
         return Action::Drop(DropReason::Malformed);
+    }
+    if is_ipv4_mapped(&ns.target) {
+        return Action::Drop(DropReason::MappedAddress);
     }
     if ns.opt_mac != iface.mac {
         return Action::Drop(DropReason::SpoofedMac);
@@ -220,50 +332,9 @@ fn neighbor_solicit(ip: &Ipv6Hdr, ns: &NdMessage, iface: &Iface, link_local: &[u
     }
 }
 
-/// The neighbour advertisement telling the container (`mac`, at `dst`) that `target` is at the
-/// gateway MAC.
+/// Another node's subnet of the network, through its tunnel; else nothing: networks are closed.
 #[inline(always)]
-pub fn neighbor_advert(mac: [u8; 6], target: [u8; 16], dst: [u8; 16]) -> NaFrame {
-    let mut nd = NdMessage {
-        icmp_type: ICMPV6_NEIGHBOR_ADVERT,
-        code: 0,
-        checksum: [0; 2],
-        // Router, Solicited, Override: the gateway answers for the whole network.
-        flags: [0xe0, 0, 0, 0],
-        target,
-        opt_type: ND_OPT_TARGET_LL,
-        opt_len: 1,
-        opt_mac: GATEWAY_MAC,
-    };
-    nd.checksum = nd_checksum(&target, &dst, &nd);
-    NaFrame {
-        eth: EthHdr {
-            dst: mac,
-            src: GATEWAY_MAC,
-            ether_type: ETH_P_IPV6.to_be_bytes(),
-        },
-        ip: Ipv6Hdr {
-            version_class_flow: [0x60, 0, 0, 0],
-            payload_len: (core::mem::size_of::<NdMessage>() as u16).to_be_bytes(),
-            next_header: IPPROTO_ICMPV6,
-            hop_limit: 255,
-            src: target,
-            dst,
-        },
-        nd,
-    }
-}
-
-/// A local container of the network, else another node's subnet of the network, else nothing:
-/// networks are closed.
-#[inline(always)]
-fn deliver<T: Tables>(tables: &T, key: &EndpointKey) -> Action {
-    if let Some(endpoint) = tables.endpoint(key) {
-        return Action::Deliver {
-            ifindex: endpoint.ifindex,
-            dst_mac: endpoint.mac,
-        };
-    }
+fn beyond_this_node<T: Tables>(tables: &T, key: &EndpointKey) -> Action {
     let route = RouteKey {
         network_id: key.network_id.to_be_bytes(),
         addr: key.addr,
@@ -276,5 +347,19 @@ fn deliver<T: Tables>(tables: &T, key: &EndpointKey) -> Action {
     }
 }
 
+#[inline(always)]
+fn deliver(endpoint: &Endpoint) -> Action {
+    if endpoint.flags & ENDPOINT_DOWN != 0 {
+        // The redirect would report success and the kernel drop the packet silently.
+        return Action::Drop(DropReason::EndpointDown);
+    }
+    Action::Deliver {
+        ifindex: endpoint.ifindex,
+        dst_mac: endpoint.mac,
+    }
+}
+
+mod headers;
+mod replies;
 #[cfg(test)]
 mod tests;

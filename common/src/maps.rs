@@ -81,9 +81,17 @@ pub struct Endpoint {
     pub ifindex: u32,
     /// The container's MAC address.
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// `ENDPOINT_*` bits; 0 is a container that is up, so an entry from an agent that zeroes
+    /// this byte as padding reads as up (same size and name: the pinned map is kept).
+    pub flags: u8,
+    pub _pad: u8,
 }
 const _: () = assert!(size_of::<Endpoint>() == 12);
+
+/// [`Endpoint::flags`]: the container's interface is down. `bpf_redirect_peer` reports success
+/// before the kernel finds the peer down, so a packet redirected there would be counted as
+/// forwarded and silently lost; the datapath drops it as `endpoint_down` instead.
+pub const ENDPOINT_DOWN: u8 = 1;
 
 /// A counter's key: which program, what outcome, which network.
 #[repr(C)]

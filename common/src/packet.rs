@@ -3,12 +3,23 @@
 //! Headers are byte arrays in network order, so they have alignment 1, no padding, and can be
 //! read from any offset.
 
-use core::mem::size_of;
+use core::mem::{MaybeUninit, size_of};
 
 /// A received frame the datapath can read typed headers from.
 pub trait Frame {
     /// The `T` at byte `offset`, or `None` when the frame is too short.
     fn load<T: Wire>(&self, offset: usize) -> Option<T>;
+
+    /// [`Frame::load`] into `buf`, borrowed back; `None` when the frame is too short.
+    ///
+    /// For headers that are read field by field: one kept in memory is read there, where a
+    /// returned value is copied into registers, which the eBPF compiler spills to the
+    /// 512-byte stack a byte per 8-byte slot.
+    #[inline(always)]
+    fn load_into<'b, T: Wire>(&self, offset: usize, buf: &'b mut MaybeUninit<T>) -> Option<&'b T> {
+        let value = self.load(offset)?;
+        Some(buf.write(value))
+    }
 }
 
 impl Frame for [u8] {

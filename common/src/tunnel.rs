@@ -6,7 +6,7 @@
 
 use crate::{
     datapath::Tables,
-    maps::EndpointKey,
+    maps::{ENDPOINT_DOWN, EndpointKey},
     packet::{ETH_P_IP, ETH_P_IPV6, Frame, Ipv4Hdr, Ipv6Hdr},
     verdict::DropReason,
 };
@@ -98,6 +98,10 @@ fn classify<F: Frame + ?Sized, T: Tables>(
         _ => return TunnelAction::Drop(DropReason::UnsupportedProtocol),
     };
     match tables.endpoint(&key) {
+        // The redirect would report success and the kernel drop the packet silently.
+        Some(endpoint) if endpoint.flags & ENDPOINT_DOWN != 0 => {
+            TunnelAction::Drop(DropReason::EndpointDown)
+        }
         Some(endpoint) => TunnelAction::Deliver {
             ifindex: endpoint.ifindex,
             dst_mac: endpoint.mac,

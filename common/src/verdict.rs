@@ -109,11 +109,18 @@ pub enum DropReason {
     Unsolicited = 9,
     /// A non-first IP fragment: it carries no ports to judge it by.
     Fragment = 10,
+    /// An 802.1Q or 802.1ad tagged frame: container links are untagged.
+    VlanTagged = 11,
+    /// An IPv6 packet from or to an IPv4-mapped address (`::ffff:a.b.c.d`): the families do
+    /// not alias, so no such packet may reach an IPv4 endpoint.
+    MappedAddress = 12,
+    /// The destination container is there but its interface is down.
+    EndpointDown = 13,
 }
 
 impl DropReason {
     /// Every reason, for tools that list them.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::None,
         DropReason::Malformed,
         DropReason::UnknownInterface,
@@ -125,6 +132,9 @@ impl DropReason {
         DropReason::RedirectFailed,
         DropReason::Unsolicited,
         DropReason::Fragment,
+        DropReason::VlanTagged,
+        DropReason::MappedAddress,
+        DropReason::EndpointDown,
     ];
 
     /// The reason's stable name, as shown by `gridnet bpf-stats`.
@@ -141,6 +151,9 @@ impl DropReason {
             DropReason::RedirectFailed => "redirect_failed",
             DropReason::Unsolicited => "unsolicited",
             DropReason::Fragment => "fragment",
+            DropReason::VlanTagged => "vlan_tagged",
+            DropReason::MappedAddress => "mapped_address",
+            DropReason::EndpointDown => "endpoint_down",
         }
     }
 

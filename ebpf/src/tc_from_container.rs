@@ -1,14 +1,16 @@
 //! TC ingress on the host side of each container's veth: everything a container sends.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT},
-    helpers::{bpf_redirect, bpf_redirect_peer},
+    helpers::{bpf_redirect, bpf_redirect_peer, bpf_skb_change_tail, bpf_skb_load_bytes},
     macros::classifier,
     programs::TcContext,
 };
 use gridnet_common::{
     GATEWAY_MAC,
-    datapath::{Action, arp_reply, from_container, neighbor_advert},
+    datapath::{Action, Ingress, arp_reply, from_container, neighbor_advert},
     packet::{Frame, Wire},
     verdict::{DropReason, Program, Verdict},
 };
@@ -24,20 +26,43 @@ impl Frame for Skb<'_> {
     fn load<T: Wire>(&self, offset: usize) -> Option<T> {
         self.0.load::<T>(offset).ok()
     }
+
+    #[inline(always)]
+    fn load_into<'b, T: Wire>(&self, offset: usize, buf: &'b mut MaybeUninit<T>) -> Option<&'b T> {
+        // SAFETY: `skb` is the context pointer the kernel passed in; the helper writes at most
+        // `size_of::<T>()` bytes, the size of `buf`.
+        let read = unsafe {
+            bpf_skb_load_bytes(
+                self.0.skb.skb.cast(),
+                offset as u32,
+                buf.as_mut_ptr().cast(),
+                size_of::<T>() as u32,
+            )
+        };
+        // SAFETY: on success the helper wrote all of `buf`, and any bytes are a valid `T: Wire`.
+        (read == 0).then(|| unsafe { buf.assume_init_ref() })
+    }
 }
 
 #[classifier]
 pub fn tc_from_container(ctx: TcContext) -> i32 {
-    // SAFETY: `skb` is the context pointer the kernel passed in; `ifindex` is readable in TC.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let decision = from_container(&Skb(&ctx), ifindex, &Maps);
+    // SAFETY: `skb` is the context pointer the kernel passed in; `ifindex` and `vlan_present`
+    // are readable in TC (the verifier rewrites the loads to the socket buffer's fields).
+    let (ifindex, vlan_present) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).vlan_present) };
+    let ingress = Ingress {
+        ifindex,
+        len: ctx.len(),
+        vlan_tag_stripped: vlan_present != 0,
+    };
+    let decision = from_container(&Skb(&ctx), &ingress, &Maps);
     let (verdict, reason, code) = act(&ctx, ifindex, decision.action);
+    // The frame as received: a reply has changed its length by now.
     count(
         Program::TcFromContainer,
         verdict,
         reason,
         decision.network_id,
-        ctx.len(),
+        ingress.wire_len(),
     );
     code
 }
@@ -85,10 +110,16 @@ fn act(ctx: &TcContext, ifindex: u32, action: Action) -> (Verdict, DropReason, i
     }
 }
 
-/// Overwrites the frame with `reply` and sends it back out to the container.
+/// Overwrites the frame with `reply`, cuts it to the reply's length (whatever followed the
+/// request must not be echoed back) and sends it back out to the container.
 #[inline(always)]
 fn reply<T>(ctx: &TcContext, ifindex: u32, reply: &T) -> (Verdict, DropReason, i32) {
     if ctx.store(0, reply, 0).is_err() {
+        return drop(DropReason::Malformed);
+    }
+    // SAFETY: a plain helper call on the context pointer the kernel passed in; the loads and
+    // stores that follow go through helpers, so no packet pointer outlives the resize.
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, size_of::<T>() as u32, 0) } != 0 {
         return drop(DropReason::Malformed);
     }
     // SAFETY: a plain helper call; flags 0 means the egress of `ifindex`, toward the container.

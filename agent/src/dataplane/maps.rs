@@ -163,7 +163,8 @@ impl Maps {
         let endpoint = Endpoint {
             ifindex,
             mac: identity.mac,
-            _pad: [0; 2],
+            flags: 0,
+            _pad: 0,
         };
         for address in [IpAddr::V4(identity.ipv4), IpAddr::V6(identity.ipv6)] {
             self.endpoints

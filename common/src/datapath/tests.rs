@@ -1,6 +1,12 @@
 use std::{collections::HashMap, vec::Vec};
 
 use super::*;
+use crate::{
+    GATEWAY_MAC,
+    packet::{ARP_REPLY, ICMPV6_NEIGHBOR_ADVERT, ND_OPT_TARGET_LL, nd_checksum},
+};
+
+mod hardening;
 
 const A_NET: u32 = 1;
 const B_NET: u32 = 2;
@@ -81,7 +87,8 @@ fn maps() -> Maps {
         let ep = Endpoint {
             ifindex,
             mac,
-            _pad: [0; 2],
+            flags: 0,
+            _pad: 0,
         };
         m.endpoints.insert(EndpointKey::v4(net, v4), ep);
         m.endpoints.insert(EndpointKey::v6(net, v6(v6last)), ep);
@@ -118,8 +125,14 @@ fn ipv4_frame(src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
         src,
         dst,
     }));
-    f.extend([0u8; 8]);
+    f.extend(udp_header(8));
     f
+}
+
+/// A UDP header with ports and checksum, `len` bytes long as it says.
+fn udp_header(len: u16) -> [u8; 8] {
+    let [l0, l1] = len.to_be_bytes();
+    [0x9c, 0x40, 0x1b, 0x58, l0, l1, 0, 0]
 }
 
 fn ipv6_frame(src_mac: [u8; 6], src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
@@ -132,7 +145,7 @@ fn ipv6_frame(src_mac: [u8; 6], src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
         src,
         dst,
     }));
-    f.extend([0u8; 8]);
+    f.extend(udp_header(8));
     f
 }
 
@@ -179,8 +192,17 @@ fn ns_frame(src_mac: [u8; 6], src: [u8; 16], target: [u8; 16]) -> Vec<u8> {
     f
 }
 
+/// How the kernel hands over an untagged frame.
+fn untagged(frame: &[u8], ifindex: u32) -> Ingress {
+    Ingress {
+        ifindex,
+        len: frame.len() as u32,
+        vlan_tag_stripped: false,
+    }
+}
+
 fn decide(frame: &[u8], ifindex: u32) -> Decision {
-    from_container(frame, ifindex, &maps())
+    from_container(frame, &untagged(frame, ifindex), &maps())
 }
 
 fn dropped(frame: &[u8], ifindex: u32) -> DropReason {
@@ -448,7 +470,8 @@ fn with_routes() -> Maps {
 fn packets_to_another_nodes_subnet_of_the_same_network_go_into_its_tunnel() {
     let m = with_routes();
     let to = |src_if, src_mac, src, dst| {
-        from_container(&ipv4_frame(src_mac, src, dst)[..], src_if, &m).action
+        let frame = ipv4_frame(src_mac, src, dst);
+        from_container(&frame[..], &untagged(&frame, src_if), &m).action
     };
     assert_eq!(
         to(A1_IF, A1_MAC, A1_V4, [10, 1, 2, 7]),

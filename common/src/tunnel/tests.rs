@@ -39,7 +39,8 @@ fn tables() -> Fake {
     let endpoint = Endpoint {
         ifindex: HOST,
         mac: MAC,
-        _pad: [0; 2],
+        flags: 0,
+        _pad: 0,
     };
     fake.endpoints
         .insert(EndpointKey::v4(NETWORK, [10, 1, 1, 2]), endpoint);
@@ -142,4 +143,13 @@ fn anything_else_is_dropped_with_its_reason() {
         TunnelAction::Drop(DropReason::UnsupportedProtocol)
     );
     assert_eq!(drop(&[], TUN), TunnelAction::Drop(DropReason::Malformed));
+    // A container whose link is down.
+    let mut down = tables();
+    for endpoint in down.endpoints.values_mut() {
+        endpoint.flags = crate::maps::ENDPOINT_DOWN;
+    }
+    assert_eq!(
+        from_tunnel(&v4([10, 1, 1, 2], 8)[..], TUN, 28, &down).action,
+        TunnelAction::Drop(DropReason::EndpointDown)
+    );
 }
