@@ -876,6 +876,24 @@ fn a_restarted_engine_takes_over_the_persistent_device_and_handshakes_again() ->
 }
 
 #[test]
+fn a_tunnel_whose_device_was_deleted_is_started_again_by_the_next_ensure() -> anyhow::Result<()> {
+    let p = pair()?;
+    pings(p.a.name(), &p.b.v4())?;
+    ip(p.a.name(), &["link", "del", TUN])?;
+    wait::until(
+        Duration::from_secs(5),
+        "the tunnel to stop running",
+        || p.node_a.ask(Ask::Status),
+        |running| running.is_empty(),
+    )?;
+    p.node_a
+        .ensure(&spec(vec![p.b.as_peer(vec![p.endpoints[1][0]])]))?;
+    p.a.address_tun()?;
+    pings(p.a.name(), &p.b.v4())?;
+    Ok(())
+}
+
+#[test]
 fn an_interface_that_is_not_a_tun_device_is_refused() -> anyhow::Result<()> {
     let a = Site::new(1)?;
     let b = Site::new(2)?;
