@@ -295,7 +295,10 @@ impl Tunnels {
 
     /// The ifindex of a network's TUN device.
     pub fn ifindex(&self, network: &str) -> Option<u32> {
-        self.running.get(network).map(|r| r.device.ifindex)
+        self.running
+            .get(network)
+            .filter(|r| r.alive())
+            .map(|r| r.device.ifindex)
     }
 
     /// Per network and peer: endpoint in use, last handshake, traffic, drops by reason. Fresh to

@@ -20,6 +20,8 @@ pub(super) struct TunnelSocket {
     pub socket: UdpSocket,
     /// The socket is AF_INET6: IPv4 peers are addressed as `::ffff:a.b.c.d`.
     dual_stack: bool,
+    /// The port bound (the kernel's pick when 0 was asked for).
+    port: u16,
 }
 
 impl TunnelSocket {
@@ -44,11 +46,16 @@ impl TunnelSocket {
         let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket.into())?;
-        Ok(Self { socket, dual_stack })
+        let port = socket.local_addr()?.port();
+        Ok(Self {
+            socket,
+            dual_stack,
+            port,
+        })
     }
 
     pub fn port(&self) -> u16 {
-        self.socket.local_addr().map_or(0, |a| a.port())
+        self.port
     }
 
     /// The address to send to for `peer`, in this socket's family.

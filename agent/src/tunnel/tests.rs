@@ -293,3 +293,26 @@ proptest! {
         a.router.tick(&mut a.out);
     }
 }
+
+#[tokio::test]
+async fn a_bad_spec_is_refused_before_anything_is_created() {
+    let mut tunnels = super::Tunnels::new([7; 32]);
+    let own = tunnels.public_key();
+    let bad = super::TunnelSpec {
+        network: "net".into(),
+        ifname: "gn-net".into(),
+        listen_port: 0,
+        mtu: 1420,
+        peers: vec![PeerSpec {
+            public_key: own,
+            endpoints: Vec::new(),
+            allowed_ips: Vec::new(),
+            keepalive: None,
+        }],
+    };
+    let err = tunnels.ensure(&bad).await.expect_err("own key as a peer");
+    assert!(matches!(err, super::TunnelError::OwnKey { .. }), "{err}");
+    assert!(tunnels.specs().is_empty());
+    assert!(tunnels.status().is_empty());
+    assert_eq!(tunnels.ifindex("net"), None);
+}
