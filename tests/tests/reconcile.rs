@@ -206,3 +206,42 @@ fn a_damaged_ledger_shows_in_status_and_keeps_the_last_good_state() -> anyhow::R
     );
     Ok(())
 }
+
+#[test]
+fn a_container_whose_link_goes_down_is_counted_endpoint_down_until_it_comes_back()
+-> anyhow::Result<()> {
+    let node = Node::new()?;
+    let (ledger, seq) = ledger(&node, &[("e1", 2), ("e2", 3)])?;
+    let agent = node.run_agent(NODE, ledger.file.path(), "")?;
+    agent
+        .wait_for(60, |s| s["last_seq"] == seq && gridnet_tests::healthy(s))
+        .with_context(|| node.agent_log())?;
+    let e1 = node.container_ns("alice.e1");
+    let e2 = node.container_ns("alice.e2");
+    ensure!(ping(&e1, "10.1.1.3", 1)?, "e1 cannot reach e2");
+
+    // The container takes its own side down: the agent hears of it at once (a link
+    // notification), and packets to it are dropped and counted instead of lost silently.
+    let down = run_in(&e2, "ip", &["link", "set", "eth0", "down"])?;
+    ensure!(down.status.success(), "{down:?}");
+    gridnet_tests::wait::until(
+        Duration::from_secs(20),
+        "packets to e2 counted as endpoint_down",
+        || {
+            let _ = ping(&e1, "10.1.1.3", 1)?;
+            let stats = node.bpf_stats()?;
+            Ok(gridnet_tests::counter(&stats, "alice/web", "drop", Some("endpoint_down")).0)
+        },
+        |&dropped| dropped > 0,
+    )?;
+
+    let up = run_in(&e2, "ip", &["link", "set", "eth0", "up"])?;
+    ensure!(up.status.success(), "{up:?}");
+    gridnet_tests::wait::until(
+        Duration::from_secs(20),
+        "e1 reaching e2 again",
+        || ping(&e1, "10.1.1.3", 1),
+        |&reached| reached,
+    )?;
+    Ok(())
+}

@@ -14,13 +14,22 @@ use aya::{
     },
 };
 use gridnet_common::maps::{
-    Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS, MAP_ROUTES, MAP_TUNNELS,
-    MAP_UPLINK_CONFIG, MAP_UPLINK_PORTS, NetworkName, PortKey, ROUTE_V4_OFFSET_BITS,
-    ROUTE_V6_OFFSET_BITS, Route, RouteKey, UplinkConfig,
+    ENDPOINT_DOWN, Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS,
+    MAP_ROUTES, MAP_TUNNELS, MAP_UPLINK_CONFIG, MAP_UPLINK_PORTS, NetworkName, PortKey,
+    ROUTE_V4_OFFSET_BITS, ROUTE_V6_OFFSET_BITS, Route, RouteKey, UplinkConfig,
 };
 use ipnet::IpNet;
 
 use super::DataplaneError;
+
+/// An endpoint as the datapath holds it: the host-side interface behind it, and whether that
+/// interface has lost its link (the container's side is down), so packets to it are dropped
+/// and counted instead of lost in a redirect that reports success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointState {
+    pub ifindex: u32,
+    pub down: bool,
+}
 
 /// A container as the datapath knows it: the network of its host-side interface, and the only
 /// addresses and MAC it may send from.
@@ -140,11 +149,17 @@ impl Maps {
             .map_err(map_err(MAP_IFACES, "read"))
     }
 
-    pub fn endpoints(&self) -> Result<BTreeMap<(u32, IpAddr), u32>, DataplaneError> {
+    pub fn endpoints(&self) -> Result<BTreeMap<(u32, IpAddr), EndpointState>, DataplaneError> {
         self.endpoints
             .iter()
             .map(|entry| {
-                entry.map(|(key, e)| ((key.network_id, endpoint_address(&key)), e.ifindex))
+                entry.map(|(key, e)| {
+                    let state = EndpointState {
+                        ifindex: e.ifindex,
+                        down: e.flags & ENDPOINT_DOWN != 0,
+                    };
+                    ((key.network_id, endpoint_address(&key)), state)
+                })
             })
             .collect::<Result<_, _>>()
             .map_err(map_err(MAP_ENDPOINTS, "read"))
@@ -156,6 +171,7 @@ impl Maps {
         &mut self,
         ifindex: u32,
         identity: &ContainerIdentity,
+        down: bool,
     ) -> Result<(), DataplaneError> {
         self.ifaces
             .insert(ifindex, identity.iface(), 0)
@@ -163,7 +179,7 @@ impl Maps {
         let endpoint = Endpoint {
             ifindex,
             mac: identity.mac,
-            flags: 0,
+            flags: if down { ENDPOINT_DOWN } else { 0 },
             _pad: 0,
         };
         for address in [IpAddr::V4(identity.ipv4), IpAddr::V6(identity.ipv6)] {

@@ -38,7 +38,7 @@ use gridnet_common::verdict::Program;
 
 pub use attach::{AttachMode, AttachPreference, Attachment, FILTER_HANDLE, FILTER_PRIORITY};
 pub use bpffs::ensure_bpffs;
-pub use maps::ContainerIdentity;
+pub use maps::{ContainerIdentity, EndpointState};
 pub use uplink::{XdpAttachMode, detach_xdp};
 
 use crate::netlink::{Netlink, NetlinkError};
@@ -304,18 +304,19 @@ impl Dataplane {
         self.maps.containers()
     }
 
-    /// The datapath's endpoints: (network id, address) -> ifindex of the host-side interface.
-    pub fn endpoints(&self) -> Result<BTreeMap<(u32, IpAddr), u32>, DataplaneError> {
+    /// The datapath's endpoints: (network id, address) -> the host-side interface behind it.
+    pub fn endpoints(&self) -> Result<BTreeMap<(u32, IpAddr), EndpointState>, DataplaneError> {
         self.maps.endpoints()
     }
 
-    /// Writes a container's identity and its two endpoints.
+    /// Writes a container's identity and its two endpoints, marked `down` when its link is.
     pub fn set_container(
         &mut self,
         ifindex: u32,
         identity: &ContainerIdentity,
+        down: bool,
     ) -> Result<(), DataplaneError> {
-        self.maps.set_container(ifindex, identity)
+        self.maps.set_container(ifindex, identity, down)
     }
 
     /// Forgets the container behind host interface `ifindex`.

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     dataplane::TcProgram,
-    netlink::{Netlink, Netns, sysctl},
+    netlink::{Link, Netlink, Netns, sysctl},
     tunnel::TunnelSpec,
 };
 
@@ -160,7 +160,7 @@ impl Reconciler {
         let mut work = ContainerWork {
             target,
             inside: None,
-            host_index: None,
+            host: None,
         };
         for step in steps {
             self.apply_step(&mut work, step)
@@ -202,7 +202,7 @@ impl Reconciler {
                         u32::from(self.config.mtu),
                     )
                     .await?;
-                work.host_index = None;
+                work.host = None;
             }
             Step::SilenceHost => {
                 sysctl::disable_ipv6(&target.host_ifname).map_err(|source| {
@@ -213,8 +213,10 @@ impl Reconciler {
                 })?;
             }
             Step::BringUp => {
-                let host = work.host_index(&self.netlink).await?;
+                let host = work.host_link(&self.netlink).await?.index;
                 self.netlink.set_up(host).await?;
+                // Its carrier comes with its peer: look it up again when next asked.
+                work.host = None;
                 let inside = work.inside().await?;
                 for name in [names::CONTAINER_IFNAME, "lo"] {
                     let link = inside
@@ -242,8 +244,14 @@ impl Reconciler {
                     .await?;
             }
             Step::WriteIdentity => {
-                let host = work.host_index(&self.netlink).await?;
-                self.dataplane.set_container(host, &target.identity)?;
+                let host = work.host_link(&self.netlink).await?;
+                self.dataplane
+                    .set_container(host.index, &target.identity, !host.carrier)?;
+            }
+            Step::MarkLink { down } => {
+                let host = work.host_link(&self.netlink).await?;
+                self.dataplane
+                    .set_container(host.index, &target.identity, *down)?;
             }
             Step::Attach(found) => {
                 self.dataplane
@@ -255,11 +263,11 @@ impl Reconciler {
 }
 
 /// One container's steps in progress: its namespace's netlink socket, opened when a step first
-/// needs it and closed with the container, and its host interface index once known.
+/// needs it and closed with the container, and its host interface once looked up.
 struct ContainerWork<'a> {
     target: &'a ContainerTarget,
     inside: Option<Netlink>,
-    host_index: Option<u32>,
+    host: Option<Link>,
 }
 
 impl ContainerWork<'_> {
@@ -284,17 +292,17 @@ impl ContainerWork<'_> {
         Ok(eth0.index)
     }
 
-    async fn host_index(&mut self, node: &Netlink) -> Result<u32, ReconcileError> {
-        if let Some(index) = self.host_index {
-            return Ok(index);
+    async fn host_link(&mut self, node: &Netlink) -> Result<Link, ReconcileError> {
+        if let Some(host) = &self.host {
+            return Ok(host.clone());
         }
         let host = node.link(&self.target.host_ifname).await?.ok_or_else(|| {
             ReconcileError::LinkVanished {
                 name: self.target.host_ifname.clone(),
             }
         })?;
-        self.host_index = Some(host.index);
-        Ok(host.index)
+        self.host = Some(host.clone());
+        Ok(host)
     }
 }
 

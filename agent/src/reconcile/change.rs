@@ -92,6 +92,11 @@ pub enum Step {
     WriteIdentity,
     /// Attaches `tc_from_container` to the host side, replacing what was found.
     Attach(Attachment),
+    /// Marks the container's endpoints down (its side of the link is down: packets to it are
+    /// dropped and counted) or up again.
+    MarkLink {
+        down: bool,
+    },
 }
 
 impl fmt::Display for Step {
@@ -113,6 +118,8 @@ impl fmt::Display for Step {
             Self::WriteIdentity => f.write_str("write its datapath identity"),
             Self::Attach(Attachment::Outdated) => f.write_str("replace its program"),
             Self::Attach(_) => f.write_str("attach tc_from_container"),
+            Self::MarkLink { down: true } => f.write_str("mark its link down"),
+            Self::MarkLink { down: false } => f.write_str("mark its link up"),
         }
     }
 }

@@ -16,7 +16,7 @@ use super::{
     uplink,
 };
 use crate::{
-    dataplane::{Attachment, ContainerIdentity},
+    dataplane::{Attachment, ContainerIdentity, EndpointState},
     netlink::NamespaceState,
     plan::{ContainerPlan, NetworkPlan, NodePlan},
 };
@@ -101,12 +101,12 @@ pub fn diff(plan: &NodePlan, observed: &Observed, config: &NodeConfig) -> Diff {
             out.changes.push(Change::ForgetInterface { ifindex });
         }
     }
-    for (&(network_id, address), &ifindex) in &observed.endpoints {
+    for (&(network_id, address), endpoint) in &observed.endpoints {
         if !planned_endpoints.contains(&(network_id, address)) {
             out.changes.push(Change::ForgetEndpoint {
                 network_id,
                 address,
-                ifindex,
+                ifindex: endpoint.ifindex,
             });
         }
     }
@@ -243,6 +243,20 @@ fn container_change(
             }
             None if !host.up => steps.push(Step::BringUp),
             None => {}
+        }
+        // A realized container's endpoints follow its link: down while its side is down.
+        let down = !host.carrier;
+        let marked = [IpAddr::V4(container.ipv4), IpAddr::V6(container.ipv6)]
+            .iter()
+            .all(|&address| {
+                observed.endpoints.get(&(network_id, address))
+                    == Some(&EndpointState {
+                        ifindex: host.index,
+                        down,
+                    })
+            });
+        if realized && !marked {
+            steps.push(Step::MarkLink { down });
         }
         let attachment = observed
             .attachments

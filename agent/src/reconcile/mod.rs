@@ -172,11 +172,25 @@ impl Reconciler {
             .extend(refused.map(|(object, error)| Failure { object, error }));
         outcome.failed.sort_by(|a, b| a.object.cmp(&b.object));
         let failed: BTreeSet<&Object> = outcome.failed.iter().map(|f| &f.object).collect();
+        // Verified: realized without failure, with its link up (a container whose side is
+        // down is read again once it is back).
+        let down: BTreeSet<&str> = plan
+            .containers
+            .iter()
+            .filter(|c| {
+                observed
+                    .host_links
+                    .get(&names::host_ifname(&c.name))
+                    .is_some_and(|h| !h.carrier)
+            })
+            .map(|c| c.name.as_str())
+            .collect();
         self.verified = plan
             .containers
             .iter()
+            .filter(|c| !failed.contains(&Object::Container(c.name.clone())))
+            .filter(|c| !down.contains(c.name.as_str()))
             .map(|c| c.name.clone())
-            .filter(|name| !failed.contains(&Object::Container(name.clone())))
             .collect();
         Ok(outcome)
     }

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use super::{ReconcileError, Reconciler, diff, names};
 use crate::{
-    dataplane::{Attachment, ContainerIdentity, TcProgram},
+    dataplane::{Attachment, ContainerIdentity, EndpointState, TcProgram},
     netlink::{NamespaceState, Netlink, Netns, sysctl},
     plan::NodePlan,
     tunnel::TunnelSpec,
@@ -25,6 +25,8 @@ pub struct HostLink {
     pub veth: bool,
     /// Whether IPv6 is off on it (read for planned containers only).
     pub silent: bool,
+    /// Whether it has a carrier: a veth loses it when the container's side goes down.
+    pub carrier: bool,
 }
 
 /// The container side of a veth, read once per agent lifetime and whenever the datapath has no
@@ -53,8 +55,8 @@ pub struct Observed {
     pub host_links: BTreeMap<String, HostLink>,
     /// Container identities in the datapath, by host-side ifindex.
     pub identities: BTreeMap<u32, ContainerIdentity>,
-    /// Datapath endpoints: (network id, address) -> host-side ifindex.
-    pub endpoints: BTreeMap<(u32, IpAddr), u32>,
+    /// Datapath endpoints: (network id, address) -> the host-side interface behind it.
+    pub endpoints: BTreeMap<(u32, IpAddr), EndpointState>,
     /// How `tc_from_container` is attached, by host-side ifindex (planned containers only).
     pub attachments: BTreeMap<u32, Attachment>,
     /// Interfaces with a pinned link of `tc_from_container`.
@@ -114,6 +116,7 @@ impl Reconciler {
                     up: link.up,
                     veth: link.veth,
                     silent: false,
+                    carrier: link.carrier,
                 };
                 observed.host_links.insert(link.name, host);
             }
@@ -142,8 +145,11 @@ impl Reconciler {
             let ns_name = names::netns_name(&self.config.netns_prefix, &container.name);
             let mounted = observed.namespaces.get(&ns_name) == Some(&NamespaceState::Mounted);
             // Each container's side is read once in the agent's lifetime (at start: an upgrade
-            // or a tenant may have changed it) and whenever its identity does not match.
-            if (!matches || !self.verified.contains(&container.name)) && mounted {
+            // or a tenant may have changed it), again once its link is back after being down
+            // (the kernel flushed its routes), and whenever its identity does not match. Never
+            // while its side is down: taking it down is the container's own business.
+            let unverified = !self.verified.contains(&container.name) && host.carrier;
+            if (!matches || unverified) && mounted {
                 let inside = read_inside(&ns_name).await?;
                 observed.inside.insert(container.name.clone(), inside);
             }

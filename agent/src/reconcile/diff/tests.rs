@@ -2,7 +2,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::*;
 use crate::{
-    dataplane::ContainerIdentity,
+    dataplane::{ContainerIdentity, EndpointState},
     netlink::NamespaceState,
     plan::{ContainerPlan, NetworkPlan, NodePlan},
     reconcile::observe::{HostLink, Inside},
@@ -65,11 +65,16 @@ fn realized(plan: &NodePlan) -> Observed {
                 up: true,
                 veth: true,
                 silent: true,
+                carrier: true,
             },
         );
         observed.identities.insert(index, identity(c, id));
-        observed.endpoints.insert((id, IpAddr::V4(c.ipv4)), index);
-        observed.endpoints.insert((id, IpAddr::V6(c.ipv6)), index);
+        let state = EndpointState {
+            ifindex: index,
+            down: false,
+        };
+        observed.endpoints.insert((id, IpAddr::V4(c.ipv4)), state);
+        observed.endpoints.insert((id, IpAddr::V6(c.ipv6)), state);
         observed.attachments.insert(index, Attachment::Current);
         observed.link_pins.insert(host);
     }
@@ -256,6 +261,7 @@ fn an_interface_of_another_kind_is_never_deleted() {
             up: true,
             veth: false,
             silent: false,
+            carrier: true,
         },
     );
     // Not a veth: nothing to delete; creating the veth then fails for this one object.
@@ -358,4 +364,26 @@ fn a_vanished_container_side_rebuilds_the_veth_and_forgets_its_old_entries() {
         diff.changes
             .contains(&Change::ForgetInterface { ifindex: 100 })
     );
+}
+
+#[test]
+fn a_container_whose_side_is_down_has_its_endpoints_marked_and_unmarked() {
+    let plan = plan(vec![container("a1", 2)]);
+    let mut observed = realized(&plan);
+    observed
+        .host_links
+        .values_mut()
+        .for_each(|h| h.carrier = false);
+    let diff_down = diff(&plan, &observed, &config());
+    assert_eq!(steps_of(&diff_down, "a1"), [Step::MarkLink { down: true }]);
+    for state in observed.endpoints.values_mut() {
+        state.down = true;
+    }
+    assert_eq!(diff(&plan, &observed, &config()), Diff::default());
+    observed
+        .host_links
+        .values_mut()
+        .for_each(|h| h.carrier = true);
+    let diff_up = diff(&plan, &observed, &config());
+    assert_eq!(steps_of(&diff_up, "a1"), [Step::MarkLink { down: false }]);
 }
