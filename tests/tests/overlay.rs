@@ -356,3 +356,60 @@ fn ledger_changes_move_peers_and_leave_the_others_sessions_alone() -> anyhow::Re
     assert_eq!(fetch_through(&grid, 1, "alice.w1", "10.1.2.2")?, "w2");
     Ok(())
 }
+
+#[test]
+fn a_container_that_raises_its_mtu_is_told_the_tunnels_and_path_mtu_converges() -> anyhow::Result<()>
+{
+    let grid = grid()?;
+    assert_eq!(fetch_through(&grid, 1, "alice.w1", "10.1.2.2")?, "w2");
+    let w1 = grid.node(1).container_ns("alice.w1");
+    let raised = gridnet_tests::run_in(&w1, "ip", &["link", "set", "eth0", "mtu", "9000"])?;
+    ensure!(raised.status.success(), "{raised:?}");
+    for (target, family) in [("10.1.2.2", "-4"), ("fd00:1:0:2::2", "-6")] {
+        // Don't fragment, 3,000 bytes: the tunnel (MTU 1420) answers with ICMP, and the
+        // container's kernel learns the path's MTU for that destination.
+        let out = gridnet_tests::run_in(
+            &w1,
+            "ping",
+            &[
+                family, "-M", "do", "-s", "3000", "-c", "2", "-W", "2", target,
+            ],
+        )?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ensure!(
+            text.contains("1420"),
+            "no ICMP with the tunnel's MTU for {target}:\n{text}"
+        );
+        let route = gridnet_tests::run_in(&w1, "ip", &[family, "route", "get", target])?;
+        let route = String::from_utf8_lossy(&route.stdout).into_owned();
+        ensure!(
+            route.contains("mtu 1420"),
+            "path MTU to {target} not learned:\n{route}"
+        );
+        // Packets that fit go through.
+        ensure!(
+            ping(&w1, target, 1)?,
+            "{target} unreachable once the path MTU is known"
+        );
+    }
+    wait::until(
+        Duration::from_secs(10),
+        "node 1 counting the too-big packets it answered",
+        || {
+            let status = grid.agent(1)?.status()?;
+            Ok(status["tunnels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["network"] == "alice/web")
+                .and_then(|web| web["drops"]["too_big"].as_u64())
+                .unwrap_or(0))
+        },
+        |&answered| answered >= 2,
+    )?;
+    Ok(())
+}

@@ -231,6 +231,7 @@ fn drop_counts(drops: &crate::tunnel::DropCounts) -> std::collections::BTreeMap<
         ("no_endpoint", drops.no_endpoint),
         ("under_load", drops.under_load),
         ("send_failed", drops.send_failed),
+        ("too_big", drops.too_big),
     ]
     .into_iter()
     .filter(|&(_, count)| count > 0)

@@ -150,26 +150,25 @@ impl Netlink {
             .collect())
     }
 
-    /// Creates a veth pair with MTU `mtu`: `host` here, and `peer` with `peer_mac` directly
-    /// inside `peer_ns`.
+    /// Creates a veth pair: `host` here with MTU `host_mtu`, and `peer` with `peer_mac` and MTU
+    /// `peer_mtu` directly inside `peer_ns`.
     pub async fn add_veth(
         &self,
-        host: &str,
-        peer: &str,
+        (host, host_mtu): (&str, u32),
+        (peer, peer_mtu): (&str, u32),
         peer_mac: [u8; 6],
         peer_ns: &Netns,
-        mtu: u32,
     ) -> Result<(), NetlinkError> {
         use std::os::fd::AsRawFd as _;
         let peer_message = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_owned())
             .address(peer_mac.to_vec())
-            .mtu(mtu)
+            .mtu(peer_mtu)
             .setns_by_fd(peer_ns.file().as_raw_fd())
             .build();
         let message = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(host.to_owned())
-            .mtu(mtu)
+            .mtu(host_mtu)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message)))
             .build();
         self.handle

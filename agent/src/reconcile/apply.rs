@@ -195,11 +195,10 @@ impl Reconciler {
                 }
                 self.netlink
                     .add_veth(
-                        &target.host_ifname,
-                        names::CONTAINER_IFNAME,
+                        (&target.host_ifname, names::HOST_SIDE_MTU),
+                        (names::CONTAINER_IFNAME, u32::from(self.config.mtu)),
                         target.identity.mac,
                         &ns,
-                        u32::from(self.config.mtu),
                     )
                     .await?;
                 work.host = None;
@@ -247,6 +246,10 @@ impl Reconciler {
                 let host = work.host_link(&self.netlink).await?;
                 self.dataplane
                     .set_container(host.index, &target.identity, !host.carrier)?;
+            }
+            Step::OpenHostMtu => {
+                let host = work.host_link(&self.netlink).await?.index;
+                self.netlink.set_mtu(host, names::HOST_SIDE_MTU).await?;
             }
             Step::MarkLink { down } => {
                 let host = work.host_link(&self.netlink).await?;

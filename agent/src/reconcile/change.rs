@@ -92,6 +92,9 @@ pub enum Step {
     WriteIdentity,
     /// Attaches `tc_from_container` to the host side, replacing what was found.
     Attach(Attachment),
+    /// Gives the host side [`super::names::HOST_SIDE_MTU`] (a link made by an earlier release
+    /// has the container's MTU on both sides).
+    OpenHostMtu,
     /// Marks the container's endpoints down (its side of the link is down: packets to it are
     /// dropped and counted) or up again.
     MarkLink {
@@ -118,6 +121,7 @@ impl fmt::Display for Step {
             Self::WriteIdentity => f.write_str("write its datapath identity"),
             Self::Attach(Attachment::Outdated) => f.write_str("replace its program"),
             Self::Attach(_) => f.write_str("attach tc_from_container"),
+            Self::OpenHostMtu => f.write_str("open its host side's MTU"),
             Self::MarkLink { down: true } => f.write_str("mark its link down"),
             Self::MarkLink { down: false } => f.write_str("mark its link up"),
         }

@@ -217,6 +217,9 @@ fn container_change(
         if !host.silent {
             steps.push(Step::SilenceHost);
         }
+        if host.mtu != Some(names::HOST_SIDE_MTU) {
+            steps.push(Step::OpenHostMtu);
+        }
         match inside {
             Some(inside) => {
                 if !inside.up || !host.up {

@@ -1,6 +1,11 @@
 //! Names of the kernel objects that realize a container. Deterministic, so a restarted agent
 //! finds what an earlier one made.
 
+/// The MTU of a container link's host side: the largest a veth takes, so a frame of any size the
+/// container sends reaches `tc_from_container`, which hands it on or has it answered (a packet
+/// too big for the tunnel gets ICMP, never silence). The container's side has the node's MTU.
+pub const HOST_SIDE_MTU: u32 = 65_535;
+
 /// The interface name of a container inside its namespace.
 pub const CONTAINER_IFNAME: &str = "eth0";
 

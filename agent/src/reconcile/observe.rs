@@ -27,6 +27,7 @@ pub struct HostLink {
     pub silent: bool,
     /// Whether it has a carrier: a veth loses it when the container's side goes down.
     pub carrier: bool,
+    pub mtu: Option<u32>,
 }
 
 /// The container side of a veth, read once per agent lifetime and whenever the datapath has no
@@ -117,6 +118,7 @@ impl Reconciler {
                     veth: link.veth,
                     silent: false,
                     carrier: link.carrier,
+                    mtu: link.mtu,
                 };
                 observed.host_links.insert(link.name, host);
             }

@@ -6,7 +6,11 @@
 //! outlive an agent restart: the next run attaches to the same interface (same ifindex) and
 //! only its WireGuard sessions start over.
 
-use std::{io, os::fd::AsRawFd as _};
+use std::{
+    io,
+    os::fd::AsRawFd as _,
+    sync::atomic::{AtomicU16, Ordering},
+};
 
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
@@ -14,6 +18,8 @@ use tun_rs::{AsyncDevice, DeviceBuilder};
 pub(super) struct Device {
     pub tun: AsyncDevice,
     pub ifindex: u32,
+    /// The tunnel's MTU, read by its task for every packet from the device.
+    mtu: AtomicU16,
 }
 
 impl Device {
@@ -29,7 +35,11 @@ impl Device {
             .build_async()?;
         set_persist(&tun, true)?;
         let ifindex = tun.if_index()?;
-        Ok(Self { tun, ifindex })
+        Ok(Self {
+            tun,
+            ifindex,
+            mtu: AtomicU16::new(mtu),
+        })
     }
 
     /// Makes the device go away once it is closed (it is no longer persistent).
@@ -38,7 +48,14 @@ impl Device {
     }
 
     pub fn set_mtu(&self, mtu: u16) -> io::Result<()> {
-        self.tun.set_mtu(mtu)
+        self.tun.set_mtu(mtu)?;
+        self.mtu.store(mtu, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The tunnel's MTU: the longest packet one datagram carries.
+    pub fn mtu(&self) -> u16 {
+        self.mtu.load(Ordering::Relaxed)
     }
 }
 

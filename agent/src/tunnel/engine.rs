@@ -99,8 +99,10 @@ impl Engine {
     }
 
     fn read_tun(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let mtu = self.device.mtu();
         for _ in 0..BATCH {
             match self.device.tun.try_recv(buf) {
+                Ok(n) if n > usize::from(mtu) => self.router.too_big(&buf[..n], mtu, &mut self.out),
                 Ok(n) => self.router.outbound(&buf[..n], &mut self.out),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

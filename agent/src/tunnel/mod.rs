@@ -27,6 +27,7 @@ mod spec;
 mod status;
 #[cfg(test)]
 mod tests;
+mod too_big;
 
 use std::{collections::HashMap, io, sync::Arc};
 

@@ -157,6 +157,19 @@ impl Router {
         self.peers.insert(index, peer);
     }
 
+    /// A packet read from the TUN device that is longer than the tunnel's `mtu`: answered with
+    /// an ICMP error written back to the device, and counted; or, when it may be fragmented,
+    /// sent on (see [`super::too_big`]).
+    pub fn too_big(&mut self, packet: &[u8], mtu: u16, out: &mut Outbox) {
+        match super::too_big::answer(packet, mtu) {
+            Some(reply) => {
+                self.drops.count(DropReason::TooBig);
+                out.push(Target::Tun, &reply);
+            }
+            None => self.outbound(packet, out),
+        }
+    }
+
     /// A packet read from the TUN device.
     pub fn outbound(&mut self, packet: &[u8], out: &mut Outbox) {
         let Some(destination) = Tunn::dst_address(packet) else {

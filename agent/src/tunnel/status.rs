@@ -26,6 +26,9 @@ pub enum DropReason {
     UnderLoad,
     /// The kernel refused to send a datagram or to take a packet on the TUN device.
     SendFailed,
+    /// Longer than the tunnel's MTU and not to be fragmented: answered with ICMP
+    /// "fragmentation needed" or "packet too big".
+    TooBig,
 }
 
 /// Counters of dropped packets, one per [`DropReason`].
@@ -39,6 +42,7 @@ pub struct DropCounts {
     pub no_endpoint: u64,
     pub under_load: u64,
     pub send_failed: u64,
+    pub too_big: u64,
 }
 
 impl DropCounts {
@@ -52,6 +56,7 @@ impl DropCounts {
             DropReason::NoEndpoint => &mut self.no_endpoint,
             DropReason::UnderLoad => &mut self.under_load,
             DropReason::SendFailed => &mut self.send_failed,
+            DropReason::TooBig => &mut self.too_big,
         };
         *counter += 1;
     }
@@ -66,6 +71,7 @@ impl DropCounts {
             + self.no_endpoint
             + self.under_load
             + self.send_failed
+            + self.too_big
     }
 }
 

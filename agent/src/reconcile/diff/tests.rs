@@ -66,6 +66,7 @@ fn realized(plan: &NodePlan) -> Observed {
                 veth: true,
                 silent: true,
                 carrier: true,
+                mtu: Some(names::HOST_SIDE_MTU),
             },
         );
         observed.identities.insert(index, identity(c, id));
@@ -262,6 +263,7 @@ fn an_interface_of_another_kind_is_never_deleted() {
             veth: false,
             silent: false,
             carrier: true,
+            mtu: None,
         },
     );
     // Not a veth: nothing to delete; creating the veth then fails for this one object.
