@@ -98,11 +98,14 @@ pub enum DropReason {
     Unsolicited = 9,
     /// A non-first IP fragment: it carries no ports to judge it by.
     Fragment = 10,
+    /// Shaped like a reply (to the node's ephemeral range, not a connection attempt), but the
+    /// node has no connection or socket it belongs to: forged, or late for a connection gone.
+    NoSocket = 14,
 }
 
 impl DropReason {
     /// Every reason, for tools that list them.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::None,
         DropReason::Malformed,
         DropReason::UnknownInterface,
@@ -114,6 +117,7 @@ impl DropReason {
         DropReason::RedirectFailed,
         DropReason::Unsolicited,
         DropReason::Fragment,
+        DropReason::NoSocket,
     ];
 
     /// The reason's stable name, as shown by `gridnet bpf-stats`.
@@ -130,6 +134,7 @@ impl DropReason {
             DropReason::RedirectFailed => "redirect_failed",
             DropReason::Unsolicited => "unsolicited",
             DropReason::Fragment => "fragment",
+            DropReason::NoSocket => "no_socket",
         }
     }
 
