@@ -1,7 +1,10 @@
-//! The XDP uplink guard against an nftables rule doing the same job: dropping unsolicited UDP
-//! at the earliest hook nftables has (netdev ingress), fed by the same generator.
+//! The XDP uplink guard's cost: its own time per packet inside the kernel (`BPF_PROG_TEST_RUN`,
+//! against the least an XDP program can do), and its drop rate against an nftables rule doing
+//! the same job at the earliest hook nftables has (netdev ingress), fed by the same generator.
 
 use std::{
+    fmt::Write as _,
+    os::fd::AsFd as _,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -10,18 +13,35 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use gridnet_agent::plan::NodePlan;
-use gridnet_tests::{INET_IP, NODE_IP, RawSender, Uplinked, run_in, uplinked, within};
+use gridnet_agent::plan::{NetworkPlan, NodePlan};
+use gridnet_common::packet::{IPPROTO_TCP, IPPROTO_UDP};
+use gridnet_tests::{
+    INET_IP, NODE_IP, RawSender, Uplinked, run_in, test_network, uplinked, within,
+};
 
 use super::Section;
+
+mod prog_run;
 
 /// The port the generator aims at: nobody listens, nothing allows it.
 const TARGET_PORT: u16 = 9;
 /// UDP payload bytes per generated packet: small packets stress per-packet cost.
 const PAYLOAD: usize = 18;
+/// The WireGuard listen port of the node whose program is timed: an allowed port.
+const WG_PORT: u16 = 51820;
+/// A port inside Linux's default ephemeral range (32768-60999) with no connection on it.
+const EPHEMERAL_PORT: u16 = 45000;
+/// TCP flags of a bare acknowledgement.
+const TCP_ACK: u8 = 0x10;
 
 pub fn run(seconds: u64) -> anyhow::Result<Section> {
     let duration = Duration::from_secs(seconds);
+    println!(
+        "bench: uplink guard, BPF_PROG_TEST_RUN against an XDP_DROP floor ({} runs x {} rounds)",
+        prog_run::REPEAT,
+        prog_run::ROUNDS
+    );
+    let timed = program_time()?;
     println!("bench: uplink guard (XDP) vs nftables netdev ingress drop, {seconds} s each");
 
     let nft = {
@@ -80,7 +100,34 @@ pub fn run(seconds: u64) -> anyhow::Result<Section> {
     let ratio = rate(xdp.1) / rate(nft.1).max(1.0);
     let generic_ratio = rate(generic.1) / rate(nft.1).max(1.0);
     let stack_ratio = rate(stack.1) / rate(nft.1).max(1.0);
-    let body = format!(
+    let mut body = String::from(
+        "Program time per packet, by `BPF_PROG_TEST_RUN`: the kernel runs the pinned guard over one \
+         frame again and again and reports the mean time per run; the floor is an XDP program that \
+         only returns `XDP_DROP`, run the same way on the same frame.\n\n\
+         | frame | guard's verdict | guard | floor | guard / floor |\n|---|---|---|---|---|\n",
+    );
+    for t in &timed {
+        let _ = writeln!(
+            body,
+            "| {} | {} | {} ns | {} ns | {:.2}x |",
+            t.what,
+            if t.verdict == prog_run::XDP_DROP {
+                "drop"
+            } else {
+                "pass"
+            },
+            t.guard_ns,
+            t.floor_ns,
+            f64::from(t.guard_ns) / f64::from(t.floor_ns.max(1)),
+        );
+    }
+    let _ = write!(
+        body,
+        "\nEach time is the fastest of {} rounds of {} runs, guard and floor interleaved.\n\n",
+        prog_run::ROUNDS,
+        prog_run::REPEAT
+    );
+    body += &format!(
         "Generator: one AF_PACKET sender in an \"internet\" namespace, {PAYLOAD}-byte UDP payloads to a \
          closed port, over a veth into the node; the node drops them.\n\n\
          | path | sent pps | dropped pps | program time per packet |\n|---|---|---|---|\n\
@@ -116,6 +163,69 @@ pub fn run(seconds: u64) -> anyhow::Result<Section> {
         title: "Uplink guard: XDP vs nftables",
         body,
     })
+}
+
+/// The guard's time on one frame, against the floor's.
+struct Timed {
+    what: &'static str,
+    verdict: u32,
+    guard_ns: u32,
+    floor_ns: u32,
+}
+
+/// Times the guard of a node with one WireGuard port open, with `BPF_PROG_TEST_RUN`.
+fn program_time() -> anyhow::Result<Vec<Timed>> {
+    let up = uplinked()?;
+    let plan = NodePlan {
+        networks: vec![NetworkPlan {
+            wireguard_listen_port: WG_PORT,
+            ..test_network("bench/a")
+        }],
+        ..NodePlan::default()
+    };
+    up.node.apply_with(&plan, &["--uplink", "up0"])?;
+    let pin = gridnet_agent::dataplane::pins::program_pin(
+        &up.node.pin_root,
+        gridnet_common::verdict::Program::XdpUplink,
+    );
+    let (inet_mac, node_mac) = ([0x02, 0, 0, 0, 0, 2], [0x02, 0, 0, 0, 0, 1]);
+    let frames = [
+        (
+            "UDP to a closed port (the generator's frame below)",
+            udp_frame(inet_mac, node_mac)?,
+            prog_run::XDP_DROP,
+        ),
+        (
+            "UDP to the WireGuard port",
+            ipv4_frame(inet_mac, node_mac, Transport::Udp(WG_PORT))?,
+            prog_run::XDP_PASS,
+        ),
+        (
+            "TCP ACK to an ephemeral port, no connection",
+            ipv4_frame(inet_mac, node_mac, Transport::Tcp(EPHEMERAL_PORT, TCP_ACK))?,
+            prog_run::XDP_DROP,
+        ),
+    ];
+    // Inside the node's namespace: a test run gives the program that namespace's loopback
+    // device, so the guard's socket lookups search the node's sockets, as on its uplink.
+    within(up.node.ns.name(), move || -> anyhow::Result<Vec<Timed>> {
+        let guard = prog_run::open_pinned(&pin)?;
+        let floor = prog_run::load_floor()?;
+        frames
+            .into_iter()
+            .map(|(what, frame, verdict)| {
+                let (guard_ns, floor_ns) =
+                    prog_run::compare(guard.as_fd(), floor.as_fd(), &frame, verdict)
+                        .with_context(|| format!("time the guard on: {what}"))?;
+                Ok(Timed {
+                    what,
+                    verdict,
+                    guard_ns,
+                    floor_ns,
+                })
+            })
+            .collect()
+    })?
 }
 
 /// Blasts a node whose uplink runs the guard; with `generic`, the guard's pinned program is
@@ -205,10 +315,41 @@ fn mac_of(ns: &str, dev: &str) -> anyhow::Result<[u8; 6]> {
 
 /// An Ethernet/IPv4/UDP frame from the internet side to the node's closed port.
 fn udp_frame(src: [u8; 6], dst: [u8; 6]) -> anyhow::Result<Vec<u8>> {
+    ipv4_frame(src, dst, Transport::Udp(TARGET_PORT))
+}
+
+/// What an [`ipv4_frame`] carries.
+#[derive(Clone, Copy)]
+enum Transport {
+    /// A UDP datagram of [`PAYLOAD`] bytes to this port.
+    Udp(u16),
+    /// A TCP segment without data to this port, with these flags.
+    Tcp(u16, u8),
+}
+
+/// An Ethernet/IPv4 frame from the internet side (source port 40000) to the node.
+fn ipv4_frame(src: [u8; 6], dst: [u8; 6], transport: Transport) -> anyhow::Result<Vec<u8>> {
     let src_ip: std::net::Ipv4Addr = INET_IP.parse()?;
     let dst_ip: std::net::Ipv4Addr = NODE_IP.parse()?;
-    let total = (20 + 8 + PAYLOAD) as u16;
-    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    let mut l4 = 40000u16.to_be_bytes().to_vec();
+    let protocol = match transport {
+        Transport::Udp(port) => {
+            l4.extend(port.to_be_bytes());
+            l4.extend((8 + PAYLOAD as u16).to_be_bytes());
+            l4.extend([0, 0]);
+            l4.extend([0u8; PAYLOAD]);
+            IPPROTO_UDP
+        }
+        Transport::Tcp(port, flags) => {
+            l4.extend(port.to_be_bytes());
+            // Sequence and acknowledgement numbers, data offset 5 words, the flags, a window;
+            // checksum and urgent pointer zero.
+            l4.extend([0, 0, 0, 1, 0, 0, 0, 1, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+            IPPROTO_TCP
+        }
+    };
+    let total = (20 + l4.len()) as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, protocol, 0, 0];
     ip[2..4].copy_from_slice(&total.to_be_bytes());
     ip.extend(src_ip.octets());
     ip.extend(dst_ip.octets());
@@ -223,10 +364,6 @@ fn udp_frame(src: [u8; 6], dst: [u8; 6]) -> anyhow::Result<Vec<u8>> {
     frame.extend(src);
     frame.extend(0x0800u16.to_be_bytes());
     frame.extend(ip);
-    frame.extend(40000u16.to_be_bytes());
-    frame.extend(TARGET_PORT.to_be_bytes());
-    frame.extend((8 + PAYLOAD as u16).to_be_bytes());
-    frame.extend([0, 0]);
-    frame.extend([0u8; PAYLOAD]);
+    frame.extend(l4);
     Ok(frame)
 }
