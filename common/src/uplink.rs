@@ -72,43 +72,6 @@ pub enum SocketTuple {
     V6(Ipv6Tuple),
 }
 
-impl SocketTuple {
-    /// The tuple of a packet from `src` to `dst`, ports still unknown.
-    const fn v4(src: [u8; 4], dst: [u8; 4]) -> Self {
-        Self::V4(Ipv4Tuple {
-            saddr: src,
-            daddr: dst,
-            sport: [0; 2],
-            dport: [0; 2],
-        })
-    }
-
-    const fn v6(src: [u8; 16], dst: [u8; 16]) -> Self {
-        Self::V6(Ipv6Tuple {
-            saddr: src,
-            daddr: dst,
-            sport: [0; 2],
-            dport: [0; 2],
-        })
-    }
-
-    /// The same addresses with the packet's ports.
-    const fn with_ports(self, ports: &Ports) -> Self {
-        match self {
-            Self::V4(t) => Self::V4(Ipv4Tuple {
-                sport: ports.src,
-                dport: ports.dst,
-                ..t
-            }),
-            Self::V6(t) => Self::V6(Ipv6Tuple {
-                sport: ports.src,
-                dport: ports.dst,
-                ..t
-            }),
-        }
-    }
-}
-
 /// A socket's state, in the kernel's TCP state numbers (`include/net/tcp_states.h`), which UDP
 /// sockets reuse: established when connected, closed when only bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,12 +128,37 @@ pub fn from_uplink<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
     }
 }
 
-/// A TCP or UDP packet: its protocol, where its header starts, its addresses.
+/// A TCP or UDP packet: its protocol, where its header starts, its IP version.
 struct Transport {
     protocol: u8,
     offset: usize,
-    tuple: SocketTuple,
+    family: Family,
 }
+
+#[derive(Clone, Copy)]
+enum Family {
+    V4,
+    V6,
+}
+
+/// An IPv4 header's addresses (its bytes 12-19).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv4Addresses {
+    src: [u8; 4],
+    dst: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<Ipv4Addresses>() == 8);
+
+/// An IPv6 header's addresses (its bytes 8-39).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv6Addresses {
+    src: [u8; 16],
+    dst: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<Ipv6Addresses>() == 32);
+crate::packet::wire!(Ipv4Addresses, Ipv6Addresses);
 
 #[inline(always)]
 fn ipv4<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
@@ -200,7 +188,7 @@ fn ipv4<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
             let packet = Transport {
                 protocol: ip.protocol,
                 offset: l4,
-                tuple: SocketTuple::v4(ip.src, ip.dst),
+                family: Family::V4,
             };
             transport(frame, tables, sockets, config, &packet)
         }
@@ -243,7 +231,7 @@ fn ipv6<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
             let packet = Transport {
                 protocol: next,
                 offset: l4,
-                tuple: SocketTuple::v6(ip.src, ip.dst),
+                family: Family::V6,
             };
             transport(frame, tables, sockets, config, &packet)
         }
@@ -283,7 +271,27 @@ fn transport<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
             return Guard::Drop(DropReason::Unsolicited);
         }
     }
-    let tuple = packet.tuple.with_ports(&ports);
+    // The addresses are read only now, for the few packets that get this far.
+    let tuple = match packet.family {
+        Family::V4 => match frame.load::<Ipv4Addresses>(ETH_LEN + 12) {
+            Some(a) => SocketTuple::V4(Ipv4Tuple {
+                saddr: a.src,
+                daddr: a.dst,
+                sport: ports.src,
+                dport: ports.dst,
+            }),
+            None => return Guard::Drop(DropReason::Malformed),
+        },
+        Family::V6 => match frame.load::<Ipv6Addresses>(ETH_LEN + 8) {
+            Some(a) => SocketTuple::V6(Ipv6Tuple {
+                saddr: a.src,
+                daddr: a.dst,
+                sport: ports.src,
+                dport: ports.dst,
+            }),
+            None => return Guard::Drop(DropReason::Malformed),
+        },
+    };
     match sockets.lookup(packet.protocol, &tuple) {
         Some(state) if belongs(packet.protocol, state) => Guard::Pass,
         _ => Guard::Drop(DropReason::NoSocket),
