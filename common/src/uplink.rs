@@ -19,7 +19,7 @@ use crate::{
         ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Frame, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
         IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr,
     },
-    verdict::DropReason,
+    verdict::{DropReason, Verdict},
 };
 
 /// TCP header flags.
@@ -93,6 +93,28 @@ impl SocketState {
 pub enum Guard {
     Pass,
     Drop(DropReason),
+}
+
+impl Guard {
+    /// The outcome's slot in the guard's counters ([`crate::maps::MAP_UPLINK_STATS`]): 0 for a
+    /// pass, the reason's number for a drop (never `None`, so never 0).
+    #[inline(always)]
+    pub const fn stats_slot(self) -> u32 {
+        match self {
+            Guard::Pass => 0,
+            Guard::Drop(reason) => reason as u32,
+        }
+    }
+
+    /// The outcome counted in `slot`: the verdict, and the reason's number for a drop (which a
+    /// newer guard may know and this code not); `None` past the numbers a reason can have.
+    pub const fn of_stats_slot(slot: u32) -> Option<(Verdict, u8)> {
+        match slot {
+            0 => Some((Verdict::Pass, 0)),
+            1..=0xff => Some((Verdict::Drop, slot as u8)),
+            _ => None,
+        }
+    }
 }
 
 /// The first bytes of a TCP or UDP header: the ports, and for TCP the flags byte after them.

@@ -5,13 +5,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
 };
 use gridnet_common::{
     datapath::Tables,
     maps::{
         Endpoint, EndpointKey, Iface, MAX_ENDPOINTS, MAX_IFACES, MAX_NETWORKS, MAX_STATS,
-        MAX_UPLINK_PORTS, NetworkName, PortKey, Stats, StatsKey, UplinkConfig,
+        MAX_UPLINK_PORTS, NetworkName, PortKey, Stats, StatsKey, UPLINK_STATS_SLOTS, UplinkConfig,
     },
     uplink::UplinkTables,
     verdict::{DropReason, Program, Verdict},
@@ -35,6 +35,9 @@ static GRIDNET_PORTS_1: HashMap<PortKey, u32> = HashMap::pinned(MAX_UPLINK_PORTS
 
 #[map]
 static GRIDNET_UPCFG_1: Array<UplinkConfig> = Array::pinned(1, 0);
+
+#[map]
+static GRIDNET_UPCNT_1: PerCpuArray<Stats> = PerCpuArray::pinned(UPLINK_STATS_SLOTS, 0);
 
 /// The maps as the datapath logic sees them.
 pub struct Maps;
@@ -90,6 +93,22 @@ pub fn count(program: Program, verdict: Verdict, reason: DropReason, network_id:
     };
     // SAFETY: the pointer is this CPU's slot of a live map value; BPF programs are not
     // preempted by another program on the same CPU for the same map slot.
+    unsafe {
+        (*counter).packets += 1;
+        (*counter).bytes += u64::from(bytes);
+    }
+}
+
+/// Adds one packet of `bytes` to the uplink guard's counter in `slot` (see
+/// `Guard::stats_slot`).
+#[inline(always)]
+pub fn count_uplink(slot: u32, bytes: u32) {
+    // Every slot a guard outcome has exists (asserted in `gridnet_common`); the check is for the
+    // verifier.
+    let Some(counter) = GRIDNET_UPCNT_1.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: as in `count`: this CPU's slot of a live map value.
     unsafe {
         (*counter).packets += 1;
         (*counter).bytes += u64::from(bytes);

@@ -9,10 +9,9 @@ use aya_ebpf::{
 use gridnet_common::{
     packet::{Frame, IPPROTO_TCP, Wire},
     uplink::{Guard, SocketState, SocketTable, SocketTuple, from_uplink},
-    verdict::{DropReason, Program, Verdict},
 };
 
-use crate::maps::{Maps, count};
+use crate::maps::{Maps, count_uplink};
 
 /// The frame, read in place (direct packet access, no helper call): every read is checked
 /// against the end of the frame first, which is also what lets the verifier accept it. Headers
@@ -115,15 +114,10 @@ pub fn xdp_uplink(ctx: XdpContext) -> u32 {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    let len = (packet.end - packet.start) as u32;
-    match from_uplink(&packet, &Maps, &Sockets(&ctx)) {
-        Guard::Pass => {
-            count(Program::XdpUplink, Verdict::Pass, DropReason::None, 0, len);
-            xdp_action::XDP_PASS
-        }
-        Guard::Drop(reason) => {
-            count(Program::XdpUplink, Verdict::Drop, reason, 0, len);
-            xdp_action::XDP_DROP
-        }
+    let guard = from_uplink(&packet, &Maps, &Sockets(&ctx));
+    count_uplink(guard.stats_slot(), (packet.end - packet.start) as u32);
+    match guard {
+        Guard::Pass => xdp_action::XDP_PASS,
+        Guard::Drop(_) => xdp_action::XDP_DROP,
     }
 }

@@ -311,6 +311,29 @@ fn forged_replies_to_ephemeral_ports_are_dropped_and_counted() -> anyhow::Result
         forged,
         "every forged segment is dropped as having no socket"
     );
+    // `gridnet bpf-stats` shows the guard's counters as rows of program `xdp_uplink`, with no
+    // network, and counts each frame's whole length.
+    assert_eq!(before, 0);
+    let bytes = forged / 2 * (14 + 20 + 20) + forged / 2 * (14 + 40 + 20);
+    let table = up.node.bpf_stats_table()?;
+    let row = format!("xdp_uplink - drop no_socket {forged} {bytes}");
+    ensure!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == row),
+        "no row `{row}` in:\n{table}"
+    );
+    let stats = up.node.bpf_stats()?;
+    let counter = stats["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["program"] == "xdp_uplink" && c["reason"] == "no_socket")
+        .context("no no_socket counter in the JSON")?;
+    assert_eq!(counter["network_id"], 0);
+    assert_eq!(counter["network"], "-");
+    assert_eq!(counter["verdict"], "drop");
+    assert_eq!(counter["bytes"], bytes);
     Ok(())
 }
 

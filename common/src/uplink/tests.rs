@@ -405,3 +405,27 @@ fn an_unconfigured_guard_never_locks_the_node_out() {
         Guard::Pass
     );
 }
+
+#[test]
+fn every_outcome_has_its_own_counter_slot() {
+    use crate::maps::UPLINK_STATS_SLOTS;
+    assert_eq!(
+        Guard::of_stats_slot(Guard::Pass.stats_slot()),
+        Some((Verdict::Pass, 0))
+    );
+    assert_eq!(Guard::of_stats_slot(UPLINK_STATS_SLOTS), None);
+    let mut slots = HashSet::from([Guard::Pass.stats_slot()]);
+    for reason in DropReason::ALL {
+        if reason == DropReason::None {
+            continue;
+        }
+        let slot = Guard::Drop(reason).stats_slot();
+        assert!(slot < UPLINK_STATS_SLOTS, "{reason:?} has no slot");
+        assert!(slots.insert(slot), "{reason:?} shares slot {slot}");
+        assert_eq!(
+            Guard::of_stats_slot(slot),
+            Some((Verdict::Drop, reason as u8)),
+            "{reason:?}"
+        );
+    }
+}
