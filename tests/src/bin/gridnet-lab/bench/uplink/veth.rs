@@ -191,6 +191,11 @@ fn attach_pinned(ns: &str, device: &str, pin: &Path, mode: &str) -> anyhow::Resu
     ip(ns, &["link", "set", "dev", device, mode, "pinned", pin])
 }
 
+/// How long the guard's native link may linger after its pin is gone: bpffs drops a pinned
+/// link's last reference only after an RCU grace period, so the detach lands a moment after
+/// the unpin.
+const LINK_RELEASE: Duration = Duration::from_secs(2);
+
 /// Moves the guard from its native link to a generic XDP attachment.
 fn generic(up: &Uplinked) -> anyhow::Result<()> {
     // Unpinning the link detaches it; the program stays pinned and keeps its maps.
@@ -199,7 +204,16 @@ fn generic(up: &Uplinked) -> anyhow::Result<()> {
         &up.node.pin_root,
         gridnet_common::verdict::Program::XdpUplink,
     );
-    attach_pinned(up.node.ns.name(), "up0", &program, "xdpgeneric")
+    let deadline = std::time::Instant::now() + LINK_RELEASE;
+    loop {
+        // The kernel refuses generic XDP while the native attachment is still there.
+        match attach_pinned(up.node.ns.name(), "up0", &program, "xdpgeneric") {
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            done => return done,
+        }
+    }
 }
 
 /// A second veth in the internet namespace, `gen0` to `gen1`, whose XDP program redirects
