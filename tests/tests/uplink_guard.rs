@@ -108,10 +108,13 @@ fn settle(counter: &AtomicU32, want: u32) -> u32 {
     counter.load(Ordering::SeqCst)
 }
 
+/// Whether a TCP connection from the internet side to the node's `port` opens. The wait covers
+/// one retransmission of the SYN (Linux resends it after 1 s), so a first attempt lost on a busy
+/// machine is not taken for a blocked port.
 fn connect_from_inet(up: &Uplinked, port: u16) -> anyhow::Result<bool> {
     let addr = format!("{NODE_IP}:{port}").parse()?;
     Ok(within(&up.inet, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        TcpStream::connect_timeout(&addr, Duration::from_millis(2500))
     })?
     .is_ok())
 }
