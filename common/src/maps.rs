@@ -18,9 +18,17 @@ pub const MAP_NETWORKS: &str = "GRIDNET_NETS_1";
 pub const MAP_UPLINK_PORTS: &str = "GRIDNET_PORTS_1";
 /// The uplink guard's settings, one entry at index 0: `u32 -> UplinkConfig`.
 pub const MAP_UPLINK_CONFIG: &str = "GRIDNET_UPCFG_1";
+/// The uplink guard's per-CPU packet and byte counters, an array by outcome: `u32 -> Stats`,
+/// the slot being [`crate::uplink::Guard::stats_slot`]. An array, not the keyed counters of
+/// [`MAP_STATS`]: the guard has one program, no networks and a few outcomes, and an array slot
+/// is found without hashing a key (the verifier even inlines the lookup on recent kernels).
+pub const MAP_UPLINK_STATS: &str = "GRIDNET_UPCNT_1";
 
 /// Capacity of [`MAP_UPLINK_PORTS`]: WireGuard ports of every network plus gateway ports.
 pub const MAX_UPLINK_PORTS: u32 = 8 * 1024;
+/// Slots of [`MAP_UPLINK_STATS`]: one for every number a drop reason can have (a `u8`), so no
+/// reason added later can miss its slot. 4 KiB per CPU.
+pub const UPLINK_STATS_SLOTS: u32 = 256;
 
 /// Capacity of [`MAP_IFACES`]: containers on one node.
 pub const MAX_IFACES: u32 = 16 * 1024;

@@ -116,11 +116,14 @@ pub enum DropReason {
     MappedAddress = 12,
     /// The destination container is there but its interface is down.
     EndpointDown = 13,
+    /// Shaped like a reply (to the node's ephemeral range, not a connection attempt), but the
+    /// node has no connection or socket it belongs to: forged, or late for a connection gone.
+    NoSocket = 14,
 }
 
 impl DropReason {
     /// Every reason, for tools that list them.
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::None,
         DropReason::Malformed,
         DropReason::UnknownInterface,
@@ -135,6 +138,7 @@ impl DropReason {
         DropReason::VlanTagged,
         DropReason::MappedAddress,
         DropReason::EndpointDown,
+        DropReason::NoSocket,
     ];
 
     /// The reason's stable name, as shown by `gridnet bpf-stats`.
@@ -154,6 +158,7 @@ impl DropReason {
             DropReason::VlanTagged => "vlan_tagged",
             DropReason::MappedAddress => "mapped_address",
             DropReason::EndpointDown => "endpoint_down",
+            DropReason::NoSocket => "no_socket",
         }
     }
 

@@ -6,14 +6,14 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuHashMap, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
 };
 use gridnet_common::{
     datapath::Tables,
     maps::{
         Endpoint, EndpointKey, Iface, MAX_ENDPOINTS, MAX_IFACES, MAX_NETWORKS, MAX_ROUTES,
         MAX_STATS, MAX_TUNNELS, MAX_UPLINK_PORTS, NetworkName, PortKey, ROUTE_KEY_BITS, Route,
-        RouteKey, Stats, StatsKey, UplinkConfig,
+        RouteKey, Stats, StatsKey, UPLINK_STATS_SLOTS, UplinkConfig,
     },
     tunnel::TunnelTables,
     uplink::UplinkTables,
@@ -45,6 +45,9 @@ static GRIDNET_PORTS_1: HashMap<PortKey, u32> = HashMap::pinned(MAX_UPLINK_PORTS
 
 #[map]
 static GRIDNET_UPCFG_1: Array<UplinkConfig> = Array::pinned(1, 0);
+
+#[map]
+static GRIDNET_UPCNT_1: PerCpuArray<Stats> = PerCpuArray::pinned(UPLINK_STATS_SLOTS, 0);
 
 /// The maps as the datapath logic sees them.
 pub struct Maps;
@@ -113,6 +116,22 @@ pub fn count(program: Program, verdict: Verdict, reason: DropReason, network_id:
     };
     // SAFETY: the pointer is this CPU's slot of a live map value; BPF programs are not
     // preempted by another program on the same CPU for the same map slot.
+    unsafe {
+        (*counter).packets += 1;
+        (*counter).bytes += u64::from(bytes);
+    }
+}
+
+/// Adds one packet of `bytes` to the uplink guard's counter in `slot` (see
+/// `Guard::stats_slot`).
+#[inline(always)]
+pub fn count_uplink(slot: u32, bytes: u32) {
+    // Every slot a guard outcome has exists (asserted in `gridnet_common`); the check is for the
+    // verifier.
+    let Some(counter) = GRIDNET_UPCNT_1.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: as in `count`: this CPU's slot of a live map value.
     unsafe {
         (*counter).packets += 1;
         (*counter).bytes += u64::from(bytes);

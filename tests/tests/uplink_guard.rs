@@ -2,7 +2,8 @@
 //! gateway ports, and by replies to its own connections.
 
 use std::{
-    net::{TcpListener, TcpStream},
+    io::{Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     process::{Child, Command, Stdio},
     sync::{
         Arc,
@@ -18,6 +19,41 @@ use gridnet_tests::{
     proto::{ETHERTYPE_IPV4, ETHERTYPE_LLDP, HTTPS_PORT, IPPROTO_TCP, WIREGUARD_PORT},
     test_network, unique_id, uplinked, wait, within,
 };
+
+const WG_PORT: u16 = 51820;
+/// The node's and the internet side's IPv6 addresses on the uplink (the harness sets up IPv4).
+const NODE_IP6: &str = "fd00:200::1";
+const INET_IP6: &str = "fd00:200::2";
+/// A port in the node's ephemeral range (Linux's default, 32768-60999) that no socket uses.
+const UNUSED_EPHEMERAL_PORT: u16 = 45000;
+
+/// Adds the IPv6 addresses (without duplicate address detection, usable at once).
+fn with_ipv6(up: &Uplinked) -> anyhow::Result<()> {
+    ip(
+        up.node.ns.name(),
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{NODE_IP6}/64"),
+            "dev",
+            "up0",
+            "nodad",
+        ],
+    )?;
+    ip(
+        up.inet.name(),
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{INET_IP6}/64"),
+            "dev",
+            "inet0",
+            "nodad",
+        ],
+    )
+}
 
 fn plan(gateway: bool) -> NodePlan {
     NodePlan {
@@ -87,10 +123,13 @@ fn assert_accepted(accepted: &AtomicU32, expected: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a TCP connection from the internet side to the node's `port` opens. The wait covers
+/// one retransmission of the SYN (Linux resends it after 1 s), so a first attempt lost on a busy
+/// machine is not taken for a blocked port.
 fn connect_from_inet(up: &Uplinked, port: u16) -> anyhow::Result<bool> {
     let addr = format!("{NODE_IP}:{port}").parse()?;
     Ok(within(up.inet.name(), move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        TcpStream::connect_timeout(&addr, Duration::from_millis(2500))
     })?
     .is_ok())
 }
@@ -130,24 +169,90 @@ fn unsolicited_connections_never_reach_a_listening_socket() -> anyhow::Result<()
     Ok(())
 }
 
+/// A TCP server in the internet namespace that greets every connection and closes it.
+fn greeting_server(up: &Uplinked, addr: SocketAddr) -> anyhow::Result<()> {
+    let server = within(up.inet.name(), move || TcpListener::bind(addr))??;
+    std::thread::spawn(move || {
+        for mut stream in server.incoming().flatten() {
+            let _ = stream.write_all(b"hello node");
+        }
+    });
+    Ok(())
+}
+
+/// A UDP server in the internet namespace that sends every datagram back.
+fn echo_server(up: &Uplinked, addr: SocketAddr) -> anyhow::Result<()> {
+    let server = within(up.inet.name(), move || UdpSocket::bind(addr))??;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((n, from)) = server.recv_from(&mut buf) {
+            let _ = server.send_to(&buf[..n], from);
+        }
+    });
+    Ok(())
+}
+
+/// The node connects to `server` (its source port from the ephemeral range) and reads the
+/// greeting.
+fn greeted(up: &Uplinked, server: SocketAddr) -> anyhow::Result<String> {
+    let mut stream = within(up.node.ns.name(), move || {
+        TcpStream::connect_timeout(&server, Duration::from_secs(2))
+    })?
+    .with_context(|| format!("connect to {server}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
+}
+
+/// The node sends a datagram to `server` from an ephemeral port, on a connected socket or not,
+/// and returns the echo.
+fn echoed(up: &Uplinked, server: SocketAddr, connected: bool) -> anyhow::Result<Vec<u8>> {
+    within(up.node.ns.name(), move || -> anyhow::Result<Vec<u8>> {
+        let any: IpAddr = if server.is_ipv4() {
+            "0.0.0.0".parse()?
+        } else {
+            "::".parse()?
+        };
+        let socket = UdpSocket::bind((any, 0))?;
+        socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+        if connected {
+            socket.connect(server)?;
+            socket.send(b"ping over udp")?;
+        } else {
+            socket.send_to(b"ping over udp", server)?;
+        }
+        let mut buf = [0u8; 64];
+        let n = socket
+            .recv(&mut buf)
+            .with_context(|| format!("no echo from {server} (connected socket: {connected})"))?;
+        Ok(buf[..n].to_vec())
+    })?
+}
+
 #[test]
 fn connections_the_node_opens_still_work() -> anyhow::Result<()> {
     let up = uplinked()?;
+    with_ipv6(&up)?;
     guard(&up, false)?;
-    let server = within(up.inet.name(), || TcpListener::bind((INET_IP, 8080)))??;
-    std::thread::spawn(move || {
-        for mut stream in server.incoming().flatten() {
-            let _ = std::io::Write::write_all(&mut stream, b"hello node");
+    let before = xdp_drops(&up, "no_socket")?;
+    for server in [INET_IP, INET_IP6] {
+        let server: IpAddr = server.parse()?;
+        greeting_server(&up, (server, 8080).into())?;
+        echo_server(&up, (server, 5353).into())?;
+        assert_eq!(greeted(&up, (server, 8080).into())?, "hello node");
+        for connected in [false, true] {
+            assert_eq!(
+                echoed(&up, (server, 5353).into(), connected)?,
+                b"ping over udp"
+            );
         }
-    });
-    let addr = format!("{INET_IP}:8080").parse()?;
-    let mut stream = within(up.node.ns.name(), move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-    })??;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut reply = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut reply)?;
-    assert_eq!(reply, "hello node");
+    }
+    assert_eq!(
+        xdp_drops(&up, "no_socket")?,
+        before,
+        "a reply to the node's own traffic found no socket"
+    );
     // Echo replies are let in; echo requests are not.
     ensure!(
         gridnet_tests::ping(up.node.ns.name(), INET_IP, 2)?,
@@ -157,6 +262,147 @@ fn connections_the_node_opens_still_work() -> anyhow::Result<()> {
         !gridnet_tests::ping(up.inet.name(), NODE_IP, 2)?,
         "the node answers pings from outside"
     );
+    Ok(())
+}
+
+/// A TCP segment without data from the internet side, IPv4 or IPv6 by the addresses given.
+/// Checksums stay zero: the guard judges the frame before anything checks them.
+fn segment(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut tcp = sport.to_be_bytes().to_vec();
+    tcp.extend(dport.to_be_bytes());
+    // Sequence and acknowledgement numbers, data offset 5 words, flags, window, checksum,
+    // urgent pointer.
+    tcp.extend([0, 0, 0, 1, 0, 0, 0, 1, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    let mut frame = vec![0xff; 6];
+    frame.extend([0x02, 0, 0, 0, 0, 0x99]);
+    match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            frame.extend(0x0800u16.to_be_bytes());
+            frame.extend([0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+            frame.extend(src.octets());
+            frame.extend(dst.octets());
+        }
+        (src, dst) => {
+            let v6 = |a: IpAddr| match a {
+                IpAddr::V6(a) => a,
+                IpAddr::V4(a) => a.to_ipv6_mapped(),
+            };
+            frame.extend(0x86ddu16.to_be_bytes());
+            frame.extend([0x60, 0, 0, 0, 0, 20, 6, 64]);
+            frame.extend(v6(src).octets());
+            frame.extend(v6(dst).octets());
+        }
+    }
+    frame.extend(tcp);
+    frame
+}
+
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+const ACK: u8 = 0x10;
+
+#[test]
+fn forged_replies_to_ephemeral_ports_are_dropped_and_counted() -> anyhow::Result<()> {
+    let up = uplinked()?;
+    with_ipv6(&up)?;
+    guard(&up, false)?;
+    let before = xdp_drops(&up, "no_socket")?;
+    let mut frames = Vec::new();
+    for (src, dst) in [(INET_IP, NODE_IP), (INET_IP6, NODE_IP6)] {
+        for flags in [ACK, RST, RST | ACK, FIN | ACK, PSH | ACK] {
+            frames.push(segment(
+                src.parse()?,
+                dst.parse()?,
+                443,
+                UNUSED_EPHEMERAL_PORT,
+                flags,
+            ));
+        }
+    }
+    let forged = frames.len() as u64;
+    send_raw(&up, frames)?;
+    std::thread::sleep(Duration::from_millis(200));
+    // Each frame is counted once, as passed or dropped: all of them here were dropped.
+    assert_eq!(
+        xdp_drops(&up, "no_socket")? - before,
+        forged,
+        "every forged segment is dropped as having no socket"
+    );
+    // `gridnet bpf-stats` shows the guard's counters as rows of program `xdp_uplink`, with no
+    // network, and counts each frame's whole length.
+    assert_eq!(before, 0);
+    let bytes = forged / 2 * (14 + 20 + 20) + forged / 2 * (14 + 40 + 20);
+    let table = up.node.bpf_stats_table()?;
+    let row = format!("xdp_uplink - drop no_socket {forged} {bytes}");
+    ensure!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == row),
+        "no row `{row}` in:\n{table}"
+    );
+    let stats = up.node.bpf_stats()?;
+    let counter = stats["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["program"] == "xdp_uplink" && c["reason"] == "no_socket")
+        .context("no no_socket counter in the JSON")?;
+    assert_eq!(counter["network_id"], 0);
+    assert_eq!(counter["network"], "-");
+    assert_eq!(counter["verdict"], "drop");
+    assert_eq!(counter["bytes"], bytes);
+    Ok(())
+}
+
+#[test]
+fn only_a_connections_own_remote_end_reaches_it() -> anyhow::Result<()> {
+    let up = uplinked()?;
+    guard(&up, false)?;
+    // A server that holds its connections open, so the node's end stays established.
+    let server = within(up.inet.name(), || TcpListener::bind((INET_IP, 8081)))??;
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in server.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let addr: SocketAddr = format!("{INET_IP}:8081").parse()?;
+    let stream = within(up.node.ns.name(), move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+    })??;
+    let local = stream.local_addr()?.port();
+    let drops = |up: &Uplinked| -> anyhow::Result<(u64, u64)> {
+        let stats = up.node.bpf_stats()?;
+        Ok((
+            gridnet_tests::xdp_drops(&stats, Some("no_socket")),
+            gridnet_tests::xdp_drops(&stats, None),
+        ))
+    };
+    let before = drops(&up)?;
+    let (inet, node) = (INET_IP.parse()?, NODE_IP.parse()?);
+    send_raw(
+        &up,
+        vec![
+            // From another port of the same server, then with the connection's own tuple.
+            segment(inet, node, 8082, local, ACK),
+            segment(inet, node, 8081, local, ACK),
+        ],
+    )?;
+    std::thread::sleep(Duration::from_millis(200));
+    let after = drops(&up)?;
+    assert_eq!(
+        after.0 - before.0,
+        1,
+        "the segment from another port of the server was not dropped"
+    );
+    // Nothing else the internet side sends here is dropped (ARP, neighbour discovery pass).
+    assert_eq!(
+        after.1 - before.1,
+        1,
+        "the segment of the connection itself was dropped"
+    );
+    drop(stream);
     Ok(())
 }
 

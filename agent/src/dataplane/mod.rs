@@ -10,9 +10,9 @@
 //! attachments, compares program tags, and leaves identical programs in place.
 //!
 //! # Minimum kernel version
-//! Container forwarding: 5.10 (`bpf_redirect_peer`); TCX links 6.6 (netlink cls_bpf
-//! before). The uplink guard: 5.18 (`bpf_xdp_load_bytes`). Tested on 6.1, 6.12 and 6.18; see
-//! `docs/kernels.md`.
+//! Container forwarding and the overlay: 5.10 (`bpf_redirect_peer`); TCX links 6.6 (netlink
+//! cls_bpf before). The uplink guard: 5.2 (`bpf_skc_lookup_tcp`). Tested on 6.1, 6.12 and 6.18;
+//! see `docs/kernels.md`.
 
 mod attach;
 mod bpffs;

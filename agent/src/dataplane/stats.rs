@@ -3,14 +3,15 @@
 use std::{collections::BTreeMap, path::Path};
 
 use aya::{
-    maps::{HashMap, Map, MapData, MapInfo, PerCpuHashMap},
+    maps::{HashMap, Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap},
     programs::ProgramInfo,
 };
 use gridnet_common::{
     maps::{
         Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS, MAP_STATS,
-        MAP_UPLINK_PORTS, NetworkName, PortKey, Stats, StatsKey,
+        MAP_UPLINK_PORTS, MAP_UPLINK_STATS, NetworkName, PortKey, Stats, StatsKey,
     },
+    uplink::Guard,
     verdict::{DropReason, Program, Verdict},
 };
 use serde::Serialize;
@@ -90,22 +91,15 @@ impl Snapshot {
         let stats: PerCpuHashMap<MapData, StatsKey, Stats> =
             PerCpuHashMap::try_from(Map::PerCpuHashMap(open(&stats_path)?))
                 .map_err(map_err(&stats_path))?;
-        let mut counters = Vec::new();
+        let mut keyed = Vec::new();
         for entry in stats.iter() {
             let (key, per_cpu) = entry.map_err(map_err(&stats_path))?;
-            let (packets, bytes) = per_cpu
-                .iter()
-                .fold((0, 0), |(p, b), s| (p + s.packets, b + s.bytes));
-            counters.push(counter(&key, packets, bytes, &names));
+            let (packets, bytes) = sum(&per_cpu);
+            keyed.push(counter(&key, packets, bytes, &names));
         }
-        counters.sort_by(|a, b| {
-            (&a.program, a.network_id, &a.verdict, &a.reason).cmp(&(
-                &b.program,
-                b.network_id,
-                &b.verdict,
-                &b.reason,
-            ))
-        });
+        let stats_entries = keyed.len();
+        let uplink = uplink_counters(&maps_dir.join(MAP_UPLINK_STATS), &names)?;
+        let counters = merge(keyed.into_iter().chain(uplink));
         let programs = Program::ALL
             .into_iter()
             .filter_map(|program| {
@@ -137,7 +131,7 @@ impl Snapshot {
             }
         }
         if let Ok(info) = MapInfo::from_pin(&stats_path) {
-            let entries = u32::try_from(counters.len()).unwrap_or(u32::MAX);
+            let entries = u32::try_from(stats_entries).unwrap_or(u32::MAX);
             maps.push(MapFill {
                 name: MAP_STATS.to_owned(),
                 entries,
@@ -168,6 +162,68 @@ impl Snapshot {
                 && c.reason.as_deref() == reason
         })
     }
+}
+
+fn sum(per_cpu: &[Stats]) -> (u64, u64) {
+    per_cpu
+        .iter()
+        .fold((0, 0), |(p, b), s| (p + s.packets, b + s.bytes))
+}
+
+/// The uplink guard's counters, from its per-CPU array, as the rows they were when the guard
+/// counted in the keyed map: program `xdp_uplink`, no network, one row per outcome it has seen.
+/// Nothing pinned (no guard loaded yet) reads as no rows.
+fn uplink_counters(path: &Path, names: &BTreeMap<u32, String>) -> Result<Vec<Counter>, StatsError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let array: PerCpuArray<MapData, Stats> =
+        PerCpuArray::try_from(Map::PerCpuArray(open(path)?)).map_err(map_err(path))?;
+    let mut rows = Vec::new();
+    for (slot, per_cpu) in array.iter().enumerate() {
+        let (packets, bytes) = sum(&per_cpu.map_err(map_err(path))?);
+        if packets == 0 {
+            continue;
+        }
+        let outcome = u32::try_from(slot).ok().and_then(Guard::of_stats_slot);
+        // Only a foreign map could hold more slots than reasons have numbers.
+        let Some((verdict, reason)) = outcome else {
+            continue;
+        };
+        let key = StatsKey {
+            program: Program::XdpUplink as u8,
+            verdict: verdict as u8,
+            reason,
+            _pad: 0,
+            network_id: 0,
+        };
+        rows.push(counter(&key, packets, bytes, names));
+    }
+    Ok(rows)
+}
+
+/// One row per {program, network, verdict, reason}, sorted: rows of the same counter (the
+/// guard's, from a keyed map an earlier guard wrote and from its array) are added up.
+fn merge(rows: impl Iterator<Item = Counter>) -> Vec<Counter> {
+    let mut merged: BTreeMap<(String, u32, String, Option<String>), Counter> = BTreeMap::new();
+    for row in rows {
+        let key = (
+            row.program.clone(),
+            row.network_id,
+            row.verdict.clone(),
+            row.reason.clone(),
+        );
+        match merged.get_mut(&key) {
+            Some(seen) => {
+                seen.packets += row.packets;
+                seen.bytes += row.bytes;
+            }
+            None => {
+                merged.insert(key, row);
+            }
+        }
+    }
+    merged.into_values().collect()
 }
 
 fn counter(key: &StatsKey, packets: u64, bytes: u64, names: &BTreeMap<u32, String>) -> Counter {
@@ -229,5 +285,43 @@ fn map_err(path: &Path) -> impl FnOnce(aya::maps::MapError) -> StatsError + '_ {
     move |source| StatsError::Map {
         path: path.display().to_string(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(program: &str, verdict: &str, reason: Option<&str>, packets: u64) -> Counter {
+        Counter {
+            program: program.to_owned(),
+            network_id: 0,
+            network: "-".to_owned(),
+            verdict: verdict.to_owned(),
+            reason: reason.map(str::to_owned),
+            packets,
+            bytes: packets * 60,
+        }
+    }
+
+    #[test]
+    fn rows_of_one_counter_add_up_and_come_out_sorted() {
+        let merged = merge(
+            [
+                row("xdp_uplink", "pass", None, 3),
+                row("tc_from_container", "drop", Some("spoofed_ip"), 1),
+                row("xdp_uplink", "drop", Some("unsolicited"), 5),
+                row("xdp_uplink", "pass", None, 4),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            merged,
+            [
+                row("tc_from_container", "drop", Some("spoofed_ip"), 1),
+                row("xdp_uplink", "drop", Some("unsolicited"), 5),
+                row("xdp_uplink", "pass", None, 7),
+            ]
+        );
     }
 }

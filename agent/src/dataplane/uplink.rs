@@ -2,7 +2,7 @@
 //! otherwise), and its allow-list and settings.
 //!
 //! # Minimum kernel version
-//! 5.18 (`bpf_xdp_load_bytes`); XDP links, which pin the attachment, since 5.9.
+//! 5.2 (`bpf_skc_lookup_tcp` from XDP); XDP links, which pin the attachment, since 5.9.
 
 use std::path::Path;
 

@@ -1,237 +1,283 @@
-//! The XDP uplink guard against an nftables rule doing the same job: dropping unsolicited UDP
-//! at the earliest hook nftables has (netdev ingress), fed by the same generator.
+//! The XDP uplink guard's cost: its own time per packet inside the kernel (`BPF_PROG_TEST_RUN`,
+//! against the least an XDP program can do), and its drop rate against an nftables rule doing
+//! the same job at the earliest hook nftables has (netdev ingress), fed by the same generator.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+mod bpf;
+mod frame;
+mod veth;
 
-use anyhow::{Context as _, ensure};
-use gridnet_agent::plan::NodePlan;
-use gridnet_tests::{
-    INET_IP, NODE_IP, RawSender, Uplinked,
-    proto::{ETHERTYPE_IPV4, IPPROTO_UDP},
-    run_in, uplinked, within,
-};
+use std::{fmt::Write as _, os::fd::AsFd as _, time::Duration};
+
+use anyhow::Context as _;
+use gridnet_agent::plan::{NetworkPlan, NodePlan};
+use gridnet_tests::{test_network, uplinked, within};
 
 use super::Section;
+use bpf::{XDP_DROP, XDP_PASS};
+use frame::{PAYLOAD, Transport};
+use veth::{Feed, Filter, Rate, TARGET_PORT};
 
-/// The port the generator aims at: nobody listens, nothing allows it.
-const TARGET_PORT: u16 = 9;
-/// UDP payload bytes per generated packet: small packets stress per-packet cost.
-const PAYLOAD: usize = 18;
+/// The WireGuard listen port of the node whose program is timed: an allowed port.
+const WG_PORT: u16 = 51820;
+/// A port inside Linux's default ephemeral range (32768-60999) with no connection on it.
+const EPHEMERAL_PORT: u16 = 45000;
+/// TCP flags of a bare acknowledgement.
+const TCP_ACK: u8 = 0x10;
+/// Drop-rate measurements per filter, interleaved; the best counts (other load on the machine
+/// only ever lowers a rate, and it comes and goes on a shared machine).
+const VETH_ROUNDS: usize = 3;
 
 pub fn run(seconds: u64) -> anyhow::Result<Section> {
     let duration = Duration::from_secs(seconds);
-    println!("bench: uplink guard (XDP) vs nftables netdev ingress drop, {seconds} s each");
-
-    let nft = {
-        let up = uplinked()?;
-        let node = up.node.ns.name();
-        let table = "gridnet_bench";
-        let nft = |args: &str| -> anyhow::Result<String> {
-            let out = run_in(node, "nft", &args.split(' ').collect::<Vec<_>>())?;
-            ensure!(
-                out.status.success(),
-                "nft {args}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        };
-        nft(&format!("add table netdev {table}"))?;
-        run_in(
-            node,
-            "nft",
-            &[
-                "add",
-                "chain",
-                "netdev",
-                table,
-                "in",
-                "{ type filter hook ingress device up0 priority 0 ; }",
-            ],
-        )?;
-        nft(&format!(
-            "add rule netdev {table} in udp dport {TARGET_PORT} counter drop"
-        ))?;
-        let sent = blast(&up, duration)?;
-        let listing = nft(&format!("list table netdev {table}"))?;
-        let dropped = listing
-            .split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .and_then(|n| n.parse::<u64>().ok())
-            .context("no nftables counter")?;
-        (sent, dropped, 0.0)
-    };
-
-    // The guard as the agent attaches it: native XDP (veth supports it).
-    let xdp = guard(duration, false)?;
-    // The same program in generic XDP, which runs where nftables' ingress hook runs: on the
-    // skb, after the veth's ordinary receive path.
-    let generic = guard(duration, true)?;
-    // No filter at all: the frames climb the stack to a closed UDP port and die there.
-    let stack = {
-        let up = uplinked()?;
-        let sent = blast(&up, duration)?;
-        (sent, sent, 0.0)
-    };
-
-    let rate = |n: u64| n as f64 / duration.as_secs_f64();
-    let ratio = rate(xdp.1) / rate(nft.1).max(1.0);
-    let generic_ratio = rate(generic.1) / rate(nft.1).max(1.0);
-    let stack_ratio = rate(stack.1) / rate(nft.1).max(1.0);
-    let body = format!(
-        "Generator: one AF_PACKET sender in an \"internet\" namespace, {PAYLOAD}-byte UDP payloads to a \
-         closed port, over a veth into the node; the node drops them.\n\n\
-         | path | sent pps | dropped pps | program time per packet |\n|---|---|---|---|\n\
-         | nftables `netdev ingress ... udp dport {TARGET_PORT} drop` | {:.0} | {:.0} | - |\n\
-         | gridnet `xdp_uplink` (native XDP on the veth, as the agent attaches it) | {:.0} | {:.0} | {:.0} ns |\n\
-         | gridnet `xdp_uplink` forced to generic XDP | {:.0} | {:.0} | {:.0} ns |\n\
-         | no filter: the UDP stack discards them (closed port) | {:.0} | {:.0} | - |\n\n\
-         **Ratio, XDP guard / nftables, dropped packets per second: {ratio:.2}x** \
-         (generic XDP / nftables: {generic_ratio:.2}x; no filter / nftables: {stack_ratio:.2}x).\n\n\
-         The program time is the kernel's own accounting (`BPF_ENABLE_STATS`, on only during the \
-         guard's runs; it includes the cost of the timing itself). On a veth the sender's CPU also \
-         runs the receive path, so every per-packet cost lowers the generator's rate. Generic XDP, \
-         which runs on the skb where nftables' hook does, drops at about the rate native XDP does: on \
-         a veth the attach mode is not what costs. What does is the guard's own work (three bounded \
-         header reads through `bpf_xdp_load_bytes`, a port lookup, a per-CPU counter in a hash map) \
-         and, per the kernel source, handing the program a buffer with XDP's 256 bytes of headroom, \
-         which a frame sent from a socket lacks, so the kernel copies it. Both filters spare the \
-         node the stack: unfiltered, it handles about half as many packets. On physical NICs native \
-         XDP runs in the driver before any skb exists, which is where the guard is meant to pay \
-         off; veths cannot show that.\n",
-        rate(nft.0),
-        rate(nft.1),
-        rate(xdp.0),
-        rate(xdp.1),
-        xdp.2,
-        rate(generic.0),
-        rate(generic.1),
-        generic.2,
-        rate(stack.0),
-        rate(stack.1),
+    println!(
+        "bench: uplink guard, BPF_PROG_TEST_RUN against an XDP_DROP floor ({} runs x {} rounds)",
+        bpf::REPEAT,
+        bpf::ROUNDS
     );
+    let timed = program_time()?;
+    println!(
+        "bench: uplink guard (XDP) vs nftables netdev ingress drop, {seconds} s each, {VETH_ROUNDS} rounds"
+    );
+    let runs = [
+        (Filter::Nftables, Feed::Socket),
+        (Filter::Floor, Feed::Socket),
+        (Filter::Guard, Feed::Socket),
+        (Filter::GuardGeneric, Feed::Socket),
+        (Filter::Stack, Feed::Socket),
+        (Filter::Nftables, Feed::Redirected),
+        (Filter::Floor, Feed::Redirected),
+        (Filter::Guard, Feed::Redirected),
+    ];
+    let mut best: Vec<Option<Rate>> = vec![None; runs.len()];
+    for _ in 0..VETH_ROUNDS {
+        for (slot, &(filter, feed)) in best.iter_mut().zip(&runs) {
+            let rate = veth::measure(filter, feed, duration)?;
+            if slot.is_none_or(|b| rate.dropped > b.dropped) {
+                *slot = Some(rate);
+            }
+        }
+    }
+    let best: Vec<Rate> = best.into_iter().flatten().collect();
+    let (Ok(socket), Ok(redirected)) = (
+        <[Rate; 5]>::try_from(&best[..5]),
+        <[Rate; 3]>::try_from(&best[5..]),
+    ) else {
+        anyhow::bail!("a measurement is missing");
+    };
+
+    let mut body = String::new();
+    program_table(&mut body, &timed);
+    socket_table(&mut body, &socket, duration);
+    redirected_table(&mut body, &redirected, duration);
     Ok(Section {
         title: "Uplink guard: XDP vs nftables",
         body,
     })
 }
 
-/// Blasts a node whose uplink runs the guard; with `generic`, the guard's pinned program is
-/// moved from its native link to a generic XDP attachment first. Returns (sent, dropped, ns the
-/// program itself ran per packet).
-fn guard(duration: Duration, generic: bool) -> anyhow::Result<(u64, u64, f64)> {
+/// The guard's time on one frame, against the floor's.
+struct Timed {
+    what: &'static str,
+    verdict: u32,
+    guard_ns: u32,
+    floor_ns: u32,
+}
+
+/// Times the guard of a node with one WireGuard port open, with `BPF_PROG_TEST_RUN`.
+fn program_time() -> anyhow::Result<Vec<Timed>> {
     let up = uplinked()?;
-    up.node
-        .apply_with(&NodePlan::default(), &["--uplink", "up0"])?;
-    if generic {
-        // Unpinning the link detaches it; the program stays pinned and keeps its maps.
-        gridnet_agent::dataplane::detach_xdp(&up.node.pin_root, "up0")?;
-        let program = gridnet_agent::dataplane::pins::program_pin(
-            &up.node.pin_root,
-            gridnet_common::verdict::Program::XdpUplink,
-        );
-        let program = program.to_str().context("pin path")?;
-        let out = run_in(
-            up.node.ns.name(),
-            "ip",
-            &["link", "set", "dev", "up0", "xdpgeneric", "pinned", program],
-        )?;
-        ensure!(
-            out.status.success(),
-            "ip link set xdpgeneric: {}",
-            String::from_utf8_lossy(&out.stderr)
+    let plan = NodePlan {
+        networks: vec![NetworkPlan {
+            wireguard_listen_port: WG_PORT,
+            ..test_network("bench/a")
+        }],
+        ..NodePlan::default()
+    };
+    up.node.apply_with(&plan, &["--uplink", "up0"])?;
+    let pin = gridnet_agent::dataplane::pins::program_pin(
+        &up.node.pin_root,
+        gridnet_common::verdict::Program::XdpUplink,
+    );
+    let (inet_mac, node_mac) = ([0x02, 0, 0, 0, 0, 2], [0x02, 0, 0, 0, 0, 1]);
+    let frames = [
+        (
+            "UDP to a closed port (the generator's frame below)",
+            frame::ipv4(inet_mac, node_mac, Transport::Udp(TARGET_PORT))?,
+            XDP_DROP,
+        ),
+        (
+            "UDP to the WireGuard port",
+            frame::ipv4(inet_mac, node_mac, Transport::Udp(WG_PORT))?,
+            XDP_PASS,
+        ),
+        (
+            "TCP ACK to an ephemeral port, no connection (a socket lookup)",
+            frame::ipv4(inet_mac, node_mac, Transport::Tcp(EPHEMERAL_PORT, TCP_ACK))?,
+            XDP_DROP,
+        ),
+    ];
+    // Inside the node's namespace: a test run gives the program that namespace's loopback
+    // device, so the guard's socket lookups search the node's sockets, as on its uplink.
+    within(up.node.ns.name(), move || -> anyhow::Result<Vec<Timed>> {
+        let guard = bpf::open_pinned(&pin)?;
+        let floor = bpf::Raw::Drop.load()?;
+        frames
+            .into_iter()
+            .map(|(what, frame, verdict)| {
+                let (guard_ns, floor_ns) =
+                    bpf::compare(guard.as_fd(), floor.as_fd(), &frame, verdict)
+                        .with_context(|| format!("time the guard on: {what}"))?;
+                Ok(Timed {
+                    what,
+                    verdict,
+                    guard_ns,
+                    floor_ns,
+                })
+            })
+            .collect()
+    })?
+}
+
+fn program_table(body: &mut String, timed: &[Timed]) {
+    body.push_str(
+        "Program time per packet, by `BPF_PROG_TEST_RUN`: the kernel runs the pinned guard over one \
+         frame again and again and reports the mean time per run; the floor is an XDP program that \
+         only returns `XDP_DROP`, run the same way on the same frame.\n\n\
+         | frame | guard's verdict | guard | floor | guard / floor |\n|---|---|---|---|---|\n",
+    );
+    for t in timed {
+        let verdict = if t.verdict == XDP_DROP {
+            "drop"
+        } else {
+            "pass"
+        };
+        let _ = writeln!(
+            body,
+            "| {} | {verdict} | {} ns | {} ns | {:.2}x |",
+            t.what,
+            t.guard_ns,
+            t.floor_ns,
+            f64::from(t.guard_ns) / f64::from(t.floor_ns.max(1)),
         );
     }
-    // The kernel times programs while this descriptor is open (and stops when it closes).
-    let timing = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")?;
-    let sent = blast(&up, duration)?;
-    drop(timing);
-    let stats = up.node.bpf_stats()?;
-    let program = stats["programs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == "xdp_uplink")
-        .context("xdp_uplink is not pinned")?;
-    let runs = program["run_count"].as_u64().unwrap_or(0);
-    let ns_per_run = program["run_time_ns"].as_u64().unwrap_or(0) as f64 / runs.max(1) as f64;
-    let dropped = gridnet_tests::xdp_drops(&stats, None);
-    Ok((sent, dropped, ns_per_run))
+    let _ = write!(
+        body,
+        "\nEach time is the fastest of {} rounds of {} runs, guard and floor interleaved.\n\n",
+        bpf::ROUNDS,
+        bpf::REPEAT
+    );
 }
 
-/// Sends UDP frames from `inet0` as fast as one thread can for `duration`; returns how many.
-fn blast(up: &Uplinked, duration: Duration) -> anyhow::Result<u64> {
-    let node_mac = mac_of(up.node.ns.name(), "up0")?;
-    let inet_mac = mac_of(up.inet.name(), "inet0")?;
-    let frame = udp_frame(inet_mac, node_mac)?;
-    // The socket is opened inside the internet namespace; the loop runs on a thread of its own.
-    let sender = within(up.inet.name(), || RawSender::open(c"inet0"))??;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = stop.clone();
-    let sending = std::thread::spawn(move || {
-        let mut sent = 0u64;
-        while !stopped.load(Ordering::Relaxed) {
-            for _ in 0..1024 {
-                if sender.send(&frame).is_ok() {
-                    sent += 1;
-                }
-            }
-        }
-        sent
-    });
-    // The measurement window itself, not a wait for anything.
-    std::thread::sleep(duration);
-    stop.store(true, Ordering::Relaxed);
-    sending
-        .join()
-        .map_err(|_| anyhow::anyhow!("sender panicked"))
+/// Packets per second.
+fn pps(n: u64, duration: Duration) -> f64 {
+    n as f64 / duration.as_secs_f64()
 }
 
-fn mac_of(ns: &str, dev: &str) -> anyhow::Result<[u8; 6]> {
-    let out = run_in(ns, "ip", &["-o", "link", "show", dev])?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mac = text
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .context("no MAC")?;
-    let mut bytes = [0u8; 6];
-    for (byte, part) in bytes.iter_mut().zip(mac.split(':')) {
-        *byte = u8::from_str_radix(part, 16)?;
-    }
-    Ok(bytes)
+/// One table row: what, sent and dropped per second, the guard's own time if measured.
+fn row(body: &mut String, what: &str, rate: &Rate, duration: Duration) {
+    let time = rate
+        .program_ns
+        .map_or_else(|| "-".to_owned(), |ns| format!("{ns:.0} ns"));
+    let _ = writeln!(
+        body,
+        "| {what} | {:.0} | {:.0} | {time} |",
+        pps(rate.sent, duration),
+        pps(rate.dropped, duration),
+    );
 }
 
-/// An Ethernet/IPv4/UDP frame from the internet side to the node's closed port.
-fn udp_frame(src: [u8; 6], dst: [u8; 6]) -> anyhow::Result<Vec<u8>> {
-    let src_ip: std::net::Ipv4Addr = INET_IP.parse()?;
-    let dst_ip: std::net::Ipv4Addr = NODE_IP.parse()?;
-    let total = (20 + 8 + PAYLOAD) as u16;
-    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, IPPROTO_UDP, 0, 0];
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip.extend(src_ip.octets());
-    ip.extend(dst_ip.octets());
-    let sum = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum::<u32>();
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let checksum = !((sum & 0xffff) + (sum >> 16)) as u16;
-    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
-    let mut frame = dst.to_vec();
-    frame.extend(src);
-    frame.extend(ETHERTYPE_IPV4.to_be_bytes());
-    frame.extend(ip);
-    frame.extend(40000u16.to_be_bytes());
-    frame.extend(TARGET_PORT.to_be_bytes());
-    frame.extend((8 + PAYLOAD as u16).to_be_bytes());
-    frame.extend([0, 0]);
-    frame.extend([0u8; PAYLOAD]);
-    Ok(frame)
+/// `a / b` in dropped packets per second.
+fn ratio(a: &Rate, b: &Rate) -> f64 {
+    a.dropped as f64 / (b.dropped as f64).max(1.0)
+}
+
+const TABLE_HEAD: &str =
+    "| path | sent pps | dropped pps | program time per packet |\n|---|---|---|---|\n";
+
+fn socket_table(body: &mut String, rates: &[Rate; 5], duration: Duration) {
+    let [nft, floor, guard, generic, stack] = rates;
+    let _ = write!(
+        body,
+        "Generator: one AF_PACKET sender in an \"internet\" namespace, {PAYLOAD}-byte UDP payloads \
+         to a closed port, over a veth into the node; the node drops them. Each rate is the best of \
+         {VETH_ROUNDS} runs, every filter's runs interleaved with the others'.\n\n{TABLE_HEAD}"
+    );
+    let rule = format!("nftables `netdev ingress ... udp dport {TARGET_PORT} drop`");
+    row(body, &rule, nft, duration);
+    row(
+        body,
+        "the floor (only `XDP_DROP`), native XDP on the veth",
+        floor,
+        duration,
+    );
+    row(
+        body,
+        "gridnet `xdp_uplink` (native XDP on the veth, as the agent attaches it)",
+        guard,
+        duration,
+    );
+    row(
+        body,
+        "gridnet `xdp_uplink` forced to generic XDP",
+        generic,
+        duration,
+    );
+    row(
+        body,
+        "no filter: the UDP stack discards them (closed port)",
+        stack,
+        duration,
+    );
+    let _ = write!(
+        body,
+        "\n**Ratio, XDP guard / nftables, dropped packets per second: {:.2}x** (the floor / \
+         nftables: {:.2}x; guard / floor: {:.2}x; generic XDP / nftables: {:.2}x; no filter / \
+         nftables: {:.2}x).\n\n",
+        ratio(guard, nft),
+        ratio(floor, nft),
+        ratio(guard, floor),
+        ratio(generic, nft),
+        ratio(stack, nft),
+    );
+    body.push_str(
+        "The program time is the kernel's own accounting (`BPF_ENABLE_STATS`, on only during the \
+         guard's runs; it includes the cost of the timing itself). On a veth the sender's CPU also \
+         runs the receive path, so every per-packet cost lowers the generator's rate. The floor \
+         row is the ceiling of native XDP on this feed: no program, however short, drops faster. \
+         Per the kernel source, a veth hands XDP a buffer of its own, and a frame built by a \
+         socket has neither XDP's 256 bytes of headroom nor a page-fragment head, so the veth \
+         copies every one before the program runs (generic XDP copies it too), while nftables' \
+         ingress hook reads the skb in place.\n\n",
+    );
+}
+
+fn redirected_table(body: &mut String, rates: &[Rate; 3], duration: Duration) {
+    let [nft, floor, guard] = rates;
+    let _ = write!(
+        body,
+        "The same generator, its frames first redirected by XDP through a second veth, so they \
+         reach the node's uplink as XDP frames in page buffers, as from a NIC's receive ring: the \
+         copy happens on the generator's side, the same for every filter.\n\n{TABLE_HEAD}"
+    );
+    row(
+        body,
+        "nftables, same rule (behind an `XDP_PASS` program: a veth takes XDP frames only with one)",
+        nft,
+        duration,
+    );
+    row(body, "the floor, native XDP", floor, duration);
+    row(body, "gridnet `xdp_uplink`, native XDP", guard, duration);
+    let _ = write!(
+        body,
+        "\n**Ratio, XDP guard / nftables, dropped packets per second: {:.2}x** (the floor / \
+         nftables: {:.2}x; guard / floor: {:.2}x).\n\n",
+        ratio(guard, nft),
+        ratio(floor, nft),
+        ratio(guard, floor),
+    );
+    body.push_str(
+        "Here XDP runs on the buffer as it arrived and a drop frees it at once, while nftables \
+         needs an skb built around it first: what a physical NIC's driver does too, which is \
+         where the guard is meant to pay off.\n",
+    );
 }
