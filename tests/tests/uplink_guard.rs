@@ -20,7 +20,6 @@ use gridnet_tests::{
     test_network, unique_id, uplinked, wait, within,
 };
 
-const WG_PORT: u16 = 51820;
 /// The node's and the internet side's IPv6 addresses on the uplink (the harness sets up IPv4).
 const NODE_IP6: &str = "fd00:200::1";
 const INET_IP6: &str = "fd00:200::2";
