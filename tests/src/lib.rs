@@ -9,7 +9,7 @@
 //! - [`uplinked`]: a node with an uplink into an "internet" namespace.
 //! - [`Grid`]: several nodes on an underlay bridge with real keys, following one ledger.
 //! - [`TestNetns`], [`within`], [`in_netns`], [`run_in`], [`ip`]: namespaces and what runs in them.
-//! - [`ping`], [`serve_identity`], [`fetch`], [`RawSender`]: traffic.
+//! - [`ping`], [`serve_identity`], [`fetch`], [`RawSender`]: traffic; [`Capture`]: tcpdump.
 //! - [`counter`], [`xdp_drops`]: the datapath's counters in `bpf-stats --json`.
 //! - [`test_network`], [`test_container`]: the plans tests apply.
 //! - [`TestLedger`], [`node_entry`], [`network_entry`]: ledgers; [`Etcd`]: a real etcd.
@@ -19,6 +19,7 @@
 //! - [`names`]: how everything the tests create is named; [`proto`]: protocol numbers.
 
 mod agent;
+mod capture;
 mod command;
 mod etcd;
 mod grid;
@@ -36,6 +37,7 @@ mod uplink;
 pub mod wait;
 
 pub use agent::{Agent, healthy};
+pub use capture::{Capture, read_capture};
 pub use command::{gridnet_bin, ip, run_in};
 pub use etcd::Etcd;
 pub use grid::Grid;

@@ -1,14 +1,12 @@
 //! The encrypted overlay: containers on different nodes reach each other over WireGuard, and
 //! networks stay apart across nodes even with the same addresses.
 
-use std::{
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context as _, ensure};
-use gridnet_tests::{Grid, fetch, in_netns, ping, proto::WIREGUARD_PORT, serve_identity, wait};
+use gridnet_tests::{
+    Capture, Grid, fetch, ping, proto::WIREGUARD_PORT, read_capture, serve_identity, wait,
+};
 
 const PORT: u16 = 7000;
 
@@ -109,19 +107,6 @@ fn containers_on_every_node_pair_reach_each_other_and_networks_stay_apart() -> a
     Ok(())
 }
 
-/// A capture of node 1's port on the underlay bridge, stopped on drop.
-struct Capture {
-    child: Child,
-    file: std::path::PathBuf,
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn the_underlay_carries_only_wireguard_and_never_the_payload_in_clear() -> anyhow::Result<()> {
     let grid = grid()?;
@@ -130,42 +115,11 @@ fn the_underlay_carries_only_wireguard_and_never_the_payload_in_clear() -> anyho
     let marker = "gridnet-marker-5e1c9d";
     serve_identity(grid.node(2), "alice.w2", PORT + 1, marker)?;
 
-    let file = grid.node(1).workdir().join("underlay.pcap");
-    let mut command = Command::new("tcpdump");
-    command
-        .args([
-            "-Z",
-            "root",
-            "--immediate-mode",
-            "-i",
-            "n1",
-            "-U",
-            "-s",
-            "0",
-            "-w",
-        ])
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    in_netns(&mut command, grid.underlay.name())?;
-    let mut capture = Capture {
-        child: command.spawn().context("tcpdump")?,
-        file,
-    };
-    // tcpdump says "listening on" once its socket takes packets; in immediate mode it writes
-    // each packet as it comes, so nothing waits in a ring buffer when it is stopped.
-    let stderr = capture.child.stderr.take().context("tcpdump stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    wait::until(
-        Duration::from_secs(10),
-        "tcpdump to listen",
-        || Ok(rx.try_iter().any(|line| line.contains("listening on"))),
-        |&listening| listening,
+    // Node 1's port on the underlay bridge.
+    let capture = Capture::start(
+        grid.underlay.name(),
+        "n1",
+        grid.node(1).workdir().join("underlay.pcap"),
     )?;
     let got = fetch(
         grid.node(1),
@@ -177,30 +131,15 @@ fn the_underlay_carries_only_wireguard_and_never_the_payload_in_clear() -> anyho
         ping(&grid.node(1).container_ns("alice.w1"), "10.1.2.2", 2)?,
         "ping through the tunnel"
     );
-    // SIGTERM: tcpdump writes out what it holds and exits.
-    let pid = i32::try_from(capture.child.id())?;
-    // SAFETY: kill(2) on a child this test started and has not reaped.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    capture.child.wait()?;
+    let file = capture.stop()?;
 
-    let bytes = std::fs::read(&capture.file)?;
+    let bytes = std::fs::read(&file)?;
     ensure!(
         !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
         "the payload crossed the underlay in clear"
     );
-    let read = |filter: &str| -> anyhow::Result<String> {
-        let out = Command::new("tcpdump")
-            .args(["-Z", "root", "-nn", "-r"])
-            .arg(&capture.file)
-            .arg(filter)
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "tcpdump -r: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let read =
+        |filter: &str| -> anyhow::Result<String> { Ok(read_capture(&file, filter)?.join("\n")) };
     let wireguard = read(&format!("udp port {WIREGUARD_PORT}"))?;
     ensure!(
         wireguard.lines().count() >= 4,

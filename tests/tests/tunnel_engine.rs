@@ -7,7 +7,7 @@
 //! runtime of its own, so its TUN device and socket are created there.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{Read as _, Write as _},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -23,7 +23,8 @@ use gridnet_agent::{
     tunnel::{PeerSpec, PeerStatus, TunnelSpec, TunnelStatus, Tunnels},
 };
 use gridnet_tests::{
-    TempDir, TestNetns, in_netns, ip, ping, proto::WIREGUARD_PORT, run_in, unique_id, wait, within,
+    Capture, TempDir, TestNetns, in_netns, ip, ping, proto::WIREGUARD_PORT, read_capture, run_in,
+    unique_id, wait, within,
 };
 
 /// The network every test tunnel belongs to.
@@ -427,78 +428,6 @@ fn ping_and_tcp_cross_the_tunnel_in_both_families() -> anyhow::Result<()> {
     );
     ensure!(a_seen_by_b.drops.total() == 0, "{a_seen_by_b:?}");
     Ok(())
-}
-
-/// A running `tcpdump` writing what it sees on one interface to a file; stopped on drop.
-struct Capture {
-    child: Child,
-    file: PathBuf,
-}
-
-impl Capture {
-    fn start(ns: &str, interface: &str, file: PathBuf) -> anyhow::Result<Self> {
-        let mut command = Command::new("tcpdump");
-        command
-            .args(["-i", interface, "-n", "-U", "-w"])
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        in_netns(&mut command, ns)?;
-        let mut child = command
-            .spawn()
-            .context("cannot run tcpdump (is it installed?)")?;
-        let stderr = child.stderr.take().context("tcpdump stderr")?;
-        let (lines, seen) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
-        });
-        let capture = Self { child, file };
-        // tcpdump says so once its capture is open; traffic before that would be missed.
-        loop {
-            let line = seen
-                .recv_timeout(Duration::from_secs(10))
-                .context("tcpdump never said it was listening")?;
-            if line.contains("listening on") {
-                return Ok(capture);
-            }
-        }
-    }
-
-    /// Stops the capture; returns the file.
-    fn stop(mut self) -> anyhow::Result<PathBuf> {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        self.child.wait()?;
-        Ok(self.file.clone())
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The packets of a capture file that match `filter`, one line each.
-fn read_capture(file: &std::path::Path, filter: &str) -> anyhow::Result<Vec<String>> {
-    let file = file.to_str().context("path")?;
-    let out = Command::new("tcpdump")
-        .args(["-r", file, "-n", filter])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "tcpdump -r: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?
-        .lines()
-        .map(str::to_owned)
-        .collect())
 }
 
 #[test]
