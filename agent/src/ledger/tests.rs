@@ -454,3 +454,55 @@ fn malformed_documents_are_reported_on_one_line() {
     let shown = reason.to_string();
     assert!(shown.contains("forged") && !shown.contains('\n'), "{shown}");
 }
+
+/// A WireGuard key names one thing on the grid: one node or one access peer. Another user of
+/// it would take over its traffic on the member nodes.
+#[test]
+fn wireguard_keys_are_never_shared() {
+    use Rejection as R;
+    let mut g = Grid::new();
+    let access = |name: &str, key: WgKey| Body::Access {
+        name: name.into(),
+        network: "web".into(),
+        node_id: 1,
+        wireguard_public_key: key,
+        allowed_ips: vec!["10.1.201.5/32".parse().expect("net")],
+    };
+    let in_use = |e: &Rejection| matches!(e, R::KeyInUse { .. });
+    // Fixture keys: node n has [n; 32]; the access peer alice/laptop has [9; 32].
+    let e = g.sign("alice", access("phone", WgKey([1; 32])));
+    g.refuse(e, in_use); // a member node's key
+    let e = g.sign("alice", access("phone", WgKey([2; 32])));
+    g.refuse(e, in_use); // the other member's
+    let e = g.sign("alice", access("phone", WgKey([9; 32])));
+    g.refuse(e, in_use); // another access peer's
+    let mut twin = node(3, "bob", None);
+    if let Body::Node {
+        wireguard_public_key,
+        ..
+    } = &mut twin
+    {
+        *wireguard_public_key = WgKey([2; 32]);
+    }
+    let e = g.sign("bob", twin.clone());
+    g.refuse(e, in_use); // another node's key
+    if let Body::Node {
+        wireguard_public_key,
+        ..
+    } = &mut twin
+    {
+        *wireguard_public_key = WgKey([9; 32]);
+    }
+    let e = g.sign("bob", twin);
+    g.refuse(e, in_use); // an access peer's key
+    // A node keeps its own key across updates; a key set free can be used again.
+    g.push_ok("carol", node(2, "carol", None));
+    g.push_ok(
+        "alice",
+        Body::Delete {
+            object: model::ObjectKind::Access,
+            name: "laptop".into(),
+        },
+    );
+    g.push_ok("alice", access("phone", WgKey([9; 32])));
+}

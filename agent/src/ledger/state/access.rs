@@ -7,7 +7,7 @@ use crate::{
     ledger::{
         address::overlaps,
         limits::MAX_ALLOWED_IPS,
-        rules::{Rejection, too_many},
+        rules::{KeyUser, Rejection, too_many},
     },
     vocab::WgKey,
 };
@@ -39,6 +39,9 @@ impl GridState {
                 }
             }
         }
+        let user = KeyUser::Access(key.clone());
+        self.check_key_free(&wireguard_public_key, &user)?;
+        self.wg_keys.insert(wireguard_public_key, user);
         self.access.insert(
             key,
             Access {

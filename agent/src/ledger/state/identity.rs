@@ -8,7 +8,7 @@ use crate::{
         address::usable,
         keys::PublicKey,
         limits::{MAX_ENDPOINTS, MAX_TWIN_NAME},
-        rules::{Rejection, check_name, too_many},
+        rules::{KeyUser, Rejection, check_name, too_many},
     },
     vocab::WgKey,
 };
@@ -79,6 +79,12 @@ impl GridState {
                 return Err(Rejection::BadAddress { field, address });
             }
         }
+        let user = KeyUser::Node(node_id);
+        self.check_key_free(&wireguard_public_key, &user)?;
+        if let Some(old) = self.nodes.get(&node_id) {
+            self.wg_keys.remove(&old.wireguard_public_key);
+        }
+        self.wg_keys.insert(wireguard_public_key, user);
         self.nodes.insert(
             node_id,
             Node {
