@@ -34,6 +34,12 @@ pub enum Rejection {
     },
     #[error("wireguard_public_key: already used by {by}; every node and access peer needs its own")]
     KeyInUse { by: KeyUser },
+    #[error("{field}: gateway `{gateway}` stands on {address}; delete it before the address goes")]
+    PublicAddressInUse {
+        field: &'static str,
+        address: IpAddr,
+        gateway: UserText,
+    },
     #[error("twin: `{name}` is already registered")]
     DuplicateTwin { name: UserText },
     #[error("twin: the author must be the twin being registered (`{name}`), not `{author}`")]

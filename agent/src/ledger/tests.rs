@@ -506,3 +506,30 @@ fn wireguard_keys_are_never_shared() {
     );
     g.push_ok("alice", access("phone", WgKey([9; 32])));
 }
+
+/// Gateways listen on their node's public addresses and DNS points there: a node may not drop
+/// one while a gateway stands on it.
+#[test]
+fn a_node_keeps_the_public_address_its_gateways_use() {
+    use Rejection as R;
+    let mut g = Grid::new();
+    let in_use = |e: &Rejection| matches!(e, R::PublicAddressInUse { .. });
+    let e = g.sign("alice", node(1, "alice", None));
+    g.refuse(e, in_use);
+    let e = g.sign("alice", node(1, "alice", Some([203, 0, 113, 9])));
+    g.refuse(e, in_use);
+    // Adding an address is fine, and so is dropping one once no gateway uses it.
+    let mut more = node(1, "alice", Some([203, 0, 113, 1]));
+    if let Body::Node { public_ipv6, .. } = &mut more {
+        *public_ipv6 = Some("2001:db8::1".parse().expect("addr"));
+    }
+    g.push_ok("alice", more);
+    g.push_ok(
+        "alice",
+        Body::Delete {
+            object: model::ObjectKind::Gateway,
+            name: "www".into(),
+        },
+    );
+    g.push_ok("alice", node(1, "alice", None));
+}

@@ -79,6 +79,7 @@ impl GridState {
                 return Err(Rejection::BadAddress { field, address });
             }
         }
+        self.check_public_kept(node_id, (public_ipv4, public_ipv6))?;
         let user = KeyUser::Node(node_id);
         self.check_key_free(&wireguard_public_key, &user)?;
         if let Some(old) = self.nodes.get(&node_id) {
@@ -95,6 +96,42 @@ impl GridState {
                 public_ipv6,
             },
         );
+        Ok(())
+    }
+
+    /// A node update keeps every public address a gateway on the node stands on.
+    fn check_public_kept(
+        &self,
+        node_id: u32,
+        (public_ipv4, public_ipv6): (Option<Ipv4Addr>, Option<Ipv6Addr>),
+    ) -> Result<(), Rejection> {
+        let Some(old) = self.nodes.get(&node_id) else {
+            return Ok(());
+        };
+        let dropped = [
+            (
+                "public_ipv4",
+                old.public_ipv4.map(IpAddr::V4),
+                public_ipv4.map(IpAddr::V4),
+            ),
+            (
+                "public_ipv6",
+                old.public_ipv6.map(IpAddr::V6),
+                public_ipv6.map(IpAddr::V6),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(field, old, new)| old.filter(|_| old != new).map(|a| (field, a)));
+        for (field, address) in dropped {
+            // One pass over the gateways per node update, which is rare: no index to keep.
+            if let Some((gateway, _)) = self.gateways.iter().find(|(_, g)| g.node_id == node_id) {
+                return Err(Rejection::PublicAddressInUse {
+                    field,
+                    address,
+                    gateway: gateway.into(),
+                });
+            }
+        }
         Ok(())
     }
 }
