@@ -57,6 +57,11 @@ pub enum Rejection {
         field: &'static str,
         address: IpAddr,
     },
+    #[error("{field}: {address} is an IPv4 address; give it as public_ipv4")]
+    Ipv4Mapped {
+        field: &'static str,
+        address: std::net::Ipv6Addr,
+    },
     #[error("{field}: node {node_id} is not registered")]
     UnknownNode { field: &'static str, node_id: u32 },
     #[error("network `{name}`: owned by `{owner}`; only the owner may change it")]

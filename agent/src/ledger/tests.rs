@@ -533,3 +533,71 @@ fn a_node_keeps_the_public_address_its_gateways_use() {
     );
     g.push_ok("alice", node(1, "alice", None));
 }
+
+/// `::ffff:a.b.c.d` is the IPv4 address a.b.c.d to every socket: each address rule judges it
+/// as that, and the state keeps it in its IPv4 form.
+#[test]
+fn ipv4_mapped_addresses_are_judged_as_ipv4() {
+    use Rejection as R;
+    let mut g = Grid::new();
+    let with = |endpoint: &str, public_ipv6: Option<&str>| Body::Node {
+        node_id: 3,
+        farmer: "bob".into(),
+        wireguard_public_key: WgKey([3; 32]),
+        endpoints: vec![endpoint.parse().expect("addr")],
+        public_ipv4: None,
+        public_ipv6: public_ipv6.map(|a| a.parse().expect("addr")),
+    };
+    for bad in ["::ffff:127.0.0.1", "::ffff:0.0.0.0", "::ffff:224.0.0.1"] {
+        let e = g.sign("bob", with(bad, None));
+        g.refuse(e, |e| matches!(e, R::BadAddress { .. }));
+    }
+    let e = g.sign("bob", with("192.0.2.3", Some("::ffff:203.0.113.3")));
+    g.refuse(e, |e| matches!(e, R::Ipv4Mapped { .. }));
+    let e = g.sign(
+        "alice",
+        Body::Access {
+            name: "site".into(),
+            network: "web".into(),
+            node_id: 1,
+            wireguard_public_key: WgKey([5; 32]),
+            allowed_ips: vec!["::ffff:10.1.1.0/120".parse().expect("net")],
+        },
+    );
+    g.refuse(e, |e| matches!(e, R::AccessOverlapsMember { .. }));
+    let e = g.sign(
+        "alice",
+        Body::Gateway {
+            name: "www2".into(),
+            network: "web".into(),
+            node_id: 1,
+            hostnames: vec!["www2.example.org".into()],
+            backends: vec!["[::ffff:10.9.0.1]:80".parse().expect("addr")],
+            mode: GatewayMode::Http,
+        },
+    );
+    g.refuse(e, |e| {
+        matches!(e, R::OutsideSubnet { address, .. } if *address == IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1)))
+    });
+
+    g.push_ok("bob", with("::ffff:192.0.2.3", None));
+    assert_eq!(
+        g.chain.state().nodes[&3].endpoints,
+        [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3))]
+    );
+    g.push_ok(
+        "alice",
+        Body::Gateway {
+            name: "www2".into(),
+            network: "web".into(),
+            node_id: 1,
+            hostnames: vec!["www2.example.org".into()],
+            backends: vec!["[::ffff:10.1.1.2]:80".parse().expect("addr")],
+            mode: GatewayMode::Http,
+        },
+    );
+    assert_eq!(
+        g.chain.state().gateways["alice/www2"].backends,
+        ["10.1.1.2:80".parse::<std::net::SocketAddr>().expect("addr")]
+    );
+}

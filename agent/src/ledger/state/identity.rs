@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{GridState, Node};
 use crate::{
     ledger::{
-        address::usable,
+        address::{canonical, usable},
         keys::PublicKey,
         limits::{MAX_ENDPOINTS, MAX_TWIN_NAME},
         rules::{KeyUser, Rejection, check_name, too_many},
@@ -66,6 +66,13 @@ impl GridState {
             return Err(Rejection::NoEndpoints);
         }
         too_many("endpoints", endpoints, MAX_ENDPOINTS)?;
+        let endpoints: Vec<IpAddr> = endpoints.iter().map(|a| canonical(*a)).collect();
+        if let Some(address) = public_ipv6.filter(|a| a.to_ipv4_mapped().is_some()) {
+            return Err(Rejection::Ipv4Mapped {
+                field: "public_ipv6",
+                address,
+            });
+        }
         let public = public_ipv4
             .map(IpAddr::V4)
             .into_iter()
@@ -91,7 +98,7 @@ impl GridState {
             Node {
                 farmer: farmer.to_owned(),
                 wireguard_public_key,
-                endpoints: endpoints.to_vec(),
+                endpoints,
                 public_ipv4,
                 public_ipv6,
             },
