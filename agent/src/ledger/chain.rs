@@ -7,7 +7,7 @@
 //! content stays in the chain but changes nothing.
 
 use super::{
-    keys::{Hash, verify},
+    keys::{Hash, PublicKey, verify},
     limits::MAX_ENTRY_BYTES,
     model::{Body, Entry},
     rules::Rejection,
@@ -45,22 +45,51 @@ impl Chain {
 
     /// Applies one entry, or says why it changes nothing.
     pub fn apply(&mut self, entry: &Entry) -> Result<(), Rejection> {
+        let signer = self.signer(entry, |_| None);
+        self.apply_prejudged(entry, &Prejudged::of(entry, signer))
+    }
+
+    /// Applies one entry with what was judged of it beforehand (see [`super::batch`]).
+    pub(super) fn apply_prejudged(
+        &mut self,
+        entry: &Entry,
+        pre: &Prejudged,
+    ) -> Result<(), Rejection> {
         self.check_place(entry)?;
-        let bytes = entry.canonical_bytes();
         // In the chain from here on, whatever its content.
-        self.head = Some((entry.seq, Hash(*blake3::hash(&bytes).as_bytes())));
-        if bytes.len() > MAX_ENTRY_BYTES {
+        self.head = Some((entry.seq, pre.hash));
+        if pre.bytes > MAX_ENTRY_BYTES {
             return Err(Rejection::TooLarge {
-                bytes: bytes.len(),
+                bytes: pre.bytes,
                 max: MAX_ENTRY_BYTES,
             });
         }
-        check_signature(&self.state, entry)?;
+        self.check_signature(entry, pre)?;
         // Every rule is checked before the one insertion or removal that applies a body, so a
         // refused body leaves the state as it was without copying it (the tests hold this).
         self.state.apply_body(&entry.author, &entry.body)?;
         self.last_applied = Some(entry.seq);
         Ok(())
+    }
+
+    /// The key `entry` will be judged with, as far as the state and `pending` (twins that
+    /// entries before it, not yet applied, register) tell: the key a `twin` registers, else
+    /// the author's. Twins are never removed or re-keyed, so a registered author's key is
+    /// final.
+    pub(super) fn signer(
+        &self,
+        entry: &Entry,
+        pending: impl FnOnce(&str) -> Option<PublicKey>,
+    ) -> Option<PublicKey> {
+        match &entry.body {
+            Body::Twin { public_key, .. } => Some(*public_key),
+            _ => self
+                .state
+                .twins
+                .get(&entry.author)
+                .copied()
+                .or_else(|| pending(&entry.author)),
+        }
     }
 
     /// Whether `entry` is the next one: numbered and linked to the head.
@@ -80,22 +109,46 @@ impl Chain {
     }
 }
 
-/// Whether the author's key (for a `twin`, the key it registers) signed `entry`.
-fn check_signature(state: &GridState, entry: &Entry) -> Result<(), Rejection> {
-    let key = match (&entry.body, state.twins.get(&entry.author)) {
-        (Body::Twin { public_key, .. }, _) => *public_key,
-        (_, Some(key)) => *key,
-        (_, None) => {
+impl Chain {
+    /// Whether the author's key (for a `twin`, the key it registers) signed `entry`; a
+    /// signature checked beforehand counts when it was checked with that key.
+    fn check_signature(&self, entry: &Entry, pre: &Prejudged) -> Result<(), Rejection> {
+        let Some(key) = self.signer(entry, |_| None) else {
             return Err(Rejection::UnknownAuthor {
                 author: (&entry.author).into(),
             });
+        };
+        let valid = match pre.signature {
+            Some((checked, valid)) if checked == key => valid,
+            _ => verify(&key, &entry.signing_bytes(), &entry.signature),
+        };
+        if valid {
+            Ok(())
+        } else {
+            Err(Rejection::BadSignature {
+                author: (&entry.author).into(),
+            })
         }
-    };
-    if verify(&key, &entry.signing_bytes(), &entry.signature) {
-        Ok(())
-    } else {
-        Err(Rejection::BadSignature {
-            author: (&entry.author).into(),
-        })
+    }
+}
+
+/// What can be judged of an entry without the state, and so on any core: its hash, its size,
+/// and its signature by the key it will most likely be judged with.
+pub(super) struct Prejudged {
+    hash: Hash,
+    bytes: usize,
+    /// The key tried and whether the signature verifies with it.
+    signature: Option<(PublicKey, bool)>,
+}
+
+impl Prejudged {
+    pub(super) fn of(entry: &Entry, signer: Option<PublicKey>) -> Self {
+        let canonical = entry.canonical_bytes();
+        Self {
+            hash: Hash(*blake3::hash(&canonical).as_bytes()),
+            bytes: canonical.len(),
+            signature: signer
+                .map(|key| (key, verify(&key, &entry.signing_bytes(), &entry.signature))),
+        }
     }
 }

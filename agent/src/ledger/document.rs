@@ -30,8 +30,6 @@ pub enum DocumentError {
     /// The parser's message, which quotes the text it refused.
     #[error("{reason}")]
     Yaml { reason: UserText },
-    #[error("was read as a good entry before and is not one now: the file was rewritten")]
-    Changed,
 }
 
 /// The documents of a YAML stream as (byte offset, bytes). A document starts at the text's

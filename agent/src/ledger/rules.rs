@@ -32,6 +32,14 @@ pub enum Rejection {
         count: usize,
         max: usize,
     },
+    #[error("wireguard_public_key: already used by {by}; every node and access peer needs its own")]
+    KeyInUse { by: KeyUser },
+    #[error("{field}: gateway `{gateway}` stands on {address}; delete it before the address goes")]
+    PublicAddressInUse {
+        field: &'static str,
+        address: IpAddr,
+        gateway: UserText,
+    },
     #[error("twin: `{name}` is already registered")]
     DuplicateTwin { name: UserText },
     #[error("twin: the author must be the twin being registered (`{name}`), not `{author}`")]
@@ -48,6 +56,11 @@ pub enum Rejection {
     BadAddress {
         field: &'static str,
         address: IpAddr,
+    },
+    #[error("{field}: {address} is an IPv4 address; give it as public_ipv4")]
+    Ipv4Mapped {
+        field: &'static str,
+        address: std::net::Ipv6Addr,
     },
     #[error("{field}: node {node_id} is not registered")]
     UnknownNode { field: &'static str, node_id: u32 },
@@ -109,6 +122,23 @@ pub enum Rejection {
         kind: &'static str,
         object: UserText,
     },
+}
+
+/// What a WireGuard key on the grid belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyUser {
+    Node(u32),
+    /// An access peer, by its `<owner>/<name>` key.
+    Access(String),
+}
+
+impl std::fmt::Display for KeyUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyUser::Node(id) => write!(f, "node {id}"),
+            KeyUser::Access(key) => write!(f, "access peer `{}`", UserText::new(key)),
+        }
+    }
 }
 
 /// At most `max` items in the list `field`.

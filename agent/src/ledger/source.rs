@@ -24,7 +24,9 @@ pub trait LedgerSource: Send {
         from: u64,
     ) -> impl Future<Output = Result<Vec<Entry>, SourceError>> + Send;
 
-    /// Waits until the source holds more than `from` entries, then returns the new ones.
+    /// Waits until the source holds more than `from` entries, then returns the new ones. An
+    /// entry at `from` that cannot be read is an error; a file says so once, then waits for
+    /// the file to change without parsing the damaged entry again.
     fn wait_from(
         &mut self,
         from: u64,

@@ -67,7 +67,7 @@ pub fn plan_node(state: &GridState, node_id: u32) -> NodePlan {
     {
         let name = container_name(key);
         plan.containers.push(ContainerPlan {
-            mac: Mac::derive(&container.network, &name),
+            mac: Mac::derive(&container.network, container.ipv4),
             name,
             network: container.network.clone(),
             ipv4: container.ipv4,
@@ -98,7 +98,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
     use super::plan_node;
-    use crate::ledger::fixture::Grid;
+    use crate::ledger::fixture::{Grid, container};
 
     #[test]
     fn a_good_chain_plans_each_node() {
@@ -134,5 +134,23 @@ mod tests {
         let two = plan_node(state, 2);
         assert_eq!(two.networks[0].access[0].name, "alice/laptop");
         assert!(two.containers.is_empty());
+    }
+
+    /// Two names whose hashes share 40 bits: MACs taken from names collided for them.
+    #[test]
+    fn containers_of_one_network_never_share_a_mac() {
+        let mut grid = Grid::new();
+        grid.push_ok("alice", container("c1465398", "web", 1, [10, 1, 1, 80]));
+        grid.push_ok("alice", container("c23541142", "web", 1, [10, 1, 1, 81]));
+        let plan = plan_node(grid.chain.state(), 1);
+        let mac = |name: &str| {
+            plan.containers
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.mac)
+                .expect("planned")
+        };
+        assert_ne!(mac("alice.c1465398"), mac("alice.c23541142"));
+        assert!(crate::reconcile::validate(&plan).is_ok());
     }
 }

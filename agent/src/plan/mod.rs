@@ -136,14 +136,14 @@ pub struct ContainerPlan {
 }
 
 impl ContainerPlan {
-    /// A container whose MAC is derived from its network and name.
+    /// A container whose MAC is derived from its network and IPv4 address.
     pub fn new(name: &str, network: &str, ipv4: Ipv4Addr, ipv6: Ipv6Addr) -> Self {
         Self {
             name: name.to_owned(),
             network: network.to_owned(),
             ipv4,
             ipv6,
-            mac: Mac::derive(network, name),
+            mac: Mac::derive(network, ipv4),
         }
     }
 }
@@ -153,17 +153,21 @@ impl ContainerPlan {
 pub struct Mac(pub [u8; 6]);
 
 impl Mac {
-    /// A deterministic, locally administered unicast MAC for `(network, container)`.
-    pub fn derive(network: &str, container: &str) -> Self {
+    /// The MAC of the container with address `ipv4` in `network`: `02`, a byte of the
+    /// network's name, then the four address bytes. A container is known on the datapath by
+    /// (network, address), and an address is taken once per network, so two containers of a
+    /// network never share a MAC. Containers of different networks may (their links never
+    /// meet); the network byte only makes that rarer to the eye.
+    pub fn derive(network: &str, ipv4: Ipv4Addr) -> Self {
         // FNV-1a: stable across releases and platforms, unlike std's hasher.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in network.bytes().chain([0]).chain(container.bytes()) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        let mut hash: u32 = 0x811c_9dc5;
+        for byte in network.bytes() {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(0x0100_0193);
         }
-        let b = hash.to_be_bytes();
+        let [a, b, c, d] = ipv4.octets();
         // 0x02: locally administered, unicast.
-        Self([0x02, b[3], b[4], b[5], b[6], b[7]])
+        Self([0x02, hash.to_be_bytes()[3], a, b, c, d])
     }
 }
 
@@ -239,11 +243,27 @@ mod tests {
 
     #[test]
     fn derived_macs_are_local_unicast_and_stable() {
-        let a = Mac::derive("alice/net", "web");
-        assert_eq!(a, Mac::derive("alice/net", "web"));
-        assert_ne!(a, Mac::derive("alice/net", "db"));
-        assert_ne!(a, Mac::derive("alice/ne", "tweb"));
+        let ip = Ipv4Addr::new(10, 1, 1, 2);
+        let a = Mac::derive("alice/net", ip);
+        assert_eq!(a, Mac::derive("alice/net", ip));
+        assert_eq!(a.0[2..], [10, 1, 1, 2]);
+        assert_ne!(a, Mac::derive("alice/net", Ipv4Addr::new(10, 1, 1, 3)));
         assert_eq!(a.0[0] & 0b11, 0b10);
+    }
+
+    proptest::proptest! {
+        /// Distinct addresses in one network give distinct MACs, all local unicast.
+        #[test]
+        fn distinct_addresses_give_distinct_macs(
+            network in "[a-z]{1,8}/[a-z0-9-]{1,24}",
+            a in proptest::prelude::any::<u32>(),
+            b in proptest::prelude::any::<u32>(),
+        ) {
+            let (a, b) = (Ipv4Addr::from(a), Ipv4Addr::from(b));
+            let (mac_a, mac_b) = (Mac::derive(&network, a), Mac::derive(&network, b));
+            proptest::prop_assert_eq!(a == b, mac_a == mac_b);
+            proptest::prop_assert_eq!(mac_a.0[0] & 0b11, 0b10);
+        }
     }
 
     #[test]

@@ -135,27 +135,30 @@ impl Judged {
 
     /// The good entries at positions `from..upto` (judged before), read again from `file`:
     /// only a reader that asks for old positions pays for them.
-    pub fn reread(
-        &self,
-        file: &File,
-        from: usize,
-        upto: usize,
-    ) -> Result<Vec<Entry>, (usize, DocumentError)> {
+    pub fn reread(&self, file: &File, from: usize, upto: usize) -> Result<Vec<Entry>, Reread> {
         let Some(&start) = self.starts.get(from) else {
             return Ok(Vec::new());
         };
         let end = self.starts.get(upto).copied().unwrap_or(self.end);
-        let bytes = read_range(file, start, end).map_err(|_| (from, DocumentError::Changed))?;
+        let bytes = read_range(file, start, end).map_err(Reread::Io)?;
         let mut entries = Vec::new();
         for (_, piece) in document::split(&bytes) {
             match document::parse_entry(piece) {
                 Ok(Some(entry)) => entries.push(entry),
                 Ok(None) => {}
-                Err(error) => return Err((from + entries.len(), error)),
+                // Good before, damaged now: the file was rewritten where it may only grow.
+                Err(error) => return Err(Reread::Damaged(from + entries.len(), error)),
             }
         }
         Ok(entries)
     }
+}
+
+/// Why entries judged before cannot be given again.
+pub(super) enum Reread {
+    Io(std::io::Error),
+    /// The entry at this position no longer parses.
+    Damaged(usize, DocumentError),
 }
 
 /// The bytes `start..end` of `file`.

@@ -171,9 +171,10 @@ impl LedgerFile {
         let mut judged = self.judged();
         let (first_new, new) = judged.refresh(&file).map_err(|e| self.read_error(e))?;
         let mut entries = if from < first_new {
-            judged
-                .reread(&file, from, first_new)
-                .map_err(|(index, error)| self.parse_error(index, error))?
+            judged.reread(&file, from, first_new).map_err(|e| match e {
+                judged::Reread::Io(e) => self.read_error(e),
+                judged::Reread::Damaged(index, error) => self.parse_error(index, error),
+            })?
         } else {
             Vec::new()
         };

@@ -5,9 +5,9 @@ use ipnet::IpNet;
 use super::{Access, GridState, Placement};
 use crate::{
     ledger::{
-        address::overlaps,
+        address::{canonical_net, overlaps},
         limits::MAX_ALLOWED_IPS,
-        rules::{Rejection, too_many},
+        rules::{KeyUser, Rejection, too_many},
     },
     vocab::WgKey,
 };
@@ -27,7 +27,8 @@ impl GridState {
             });
         }
         too_many("allowed_ips", allowed_ips, MAX_ALLOWED_IPS)?;
-        for prefix in allowed_ips {
+        let allowed_ips: Vec<IpNet> = allowed_ips.iter().map(|p| canonical_net(*p)).collect();
+        for prefix in &allowed_ips {
             for member in &self.networks[&net_key].members {
                 if overlaps(prefix, &IpNet::V4(member.subnet))
                     || overlaps(prefix, &IpNet::V6(member.subnet_v6))
@@ -39,13 +40,16 @@ impl GridState {
                 }
             }
         }
+        let user = KeyUser::Access(key.clone());
+        self.check_key_free(&wireguard_public_key, &user)?;
+        self.wg_keys.insert(wireguard_public_key, user);
         self.access.insert(
             key,
             Access {
                 network: net_key,
                 node_id: place.node_id,
                 wireguard_public_key,
-                allowed_ips: allowed_ips.to_vec(),
+                allowed_ips,
             },
         );
         Ok(())

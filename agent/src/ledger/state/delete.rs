@@ -29,7 +29,13 @@ impl GridState {
             }
             ObjectKind::Container => ("container", self.containers.remove(&key).is_some()),
             ObjectKind::Gateway => ("gateway", self.gateways.remove(&key).is_some()),
-            ObjectKind::Access => ("access", self.access.remove(&key).is_some()),
+            ObjectKind::Access => {
+                let removed = self.access.remove(&key);
+                if let Some(access) = &removed {
+                    self.wg_keys.remove(&access.wireguard_public_key);
+                }
+                ("access", removed.is_some())
+            }
         };
         if removed {
             Ok(())

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::{Gateway, GridState, Placement};
 use crate::{
     ledger::{
+        address::canonical_socket,
         limits::{MAX_BACKENDS, MAX_HOSTNAMES},
         rules::{Rejection, is_hostname, too_many},
     },
@@ -39,8 +40,9 @@ impl GridState {
             return Err(Rejection::Empty { field: "backends" });
         }
         too_many("backends", backends, MAX_BACKENDS)?;
+        let backends: Vec<SocketAddr> = backends.iter().map(|b| canonical_socket(*b)).collect();
         let net = &self.networks[&net_key];
-        for backend in backends {
+        for backend in &backends {
             let inside = match backend.ip() {
                 IpAddr::V4(a) => net.ip_range.contains(&a),
                 IpAddr::V6(a) => net.ipv6_range.contains(&a),
@@ -59,7 +61,7 @@ impl GridState {
                 network: net_key,
                 node_id: place.node_id,
                 hostnames: hostnames.to_vec(),
-                backends: backends.to_vec(),
+                backends,
                 mode,
             },
         );

@@ -5,10 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{GridState, Node};
 use crate::{
     ledger::{
-        address::usable,
+        address::{canonical, usable},
         keys::PublicKey,
         limits::{MAX_ENDPOINTS, MAX_TWIN_NAME},
-        rules::{Rejection, check_name, too_many},
+        rules::{KeyUser, Rejection, check_name, too_many},
     },
     vocab::WgKey,
 };
@@ -66,6 +66,13 @@ impl GridState {
             return Err(Rejection::NoEndpoints);
         }
         too_many("endpoints", endpoints, MAX_ENDPOINTS)?;
+        let endpoints: Vec<IpAddr> = endpoints.iter().map(|a| canonical(*a)).collect();
+        if let Some(address) = public_ipv6.filter(|a| a.to_ipv4_mapped().is_some()) {
+            return Err(Rejection::Ipv4Mapped {
+                field: "public_ipv6",
+                address,
+            });
+        }
         let public = public_ipv4
             .map(IpAddr::V4)
             .into_iter()
@@ -79,16 +86,59 @@ impl GridState {
                 return Err(Rejection::BadAddress { field, address });
             }
         }
+        self.check_public_kept(node_id, (public_ipv4, public_ipv6))?;
+        let user = KeyUser::Node(node_id);
+        self.check_key_free(&wireguard_public_key, &user)?;
+        if let Some(old) = self.nodes.get(&node_id) {
+            self.wg_keys.remove(&old.wireguard_public_key);
+        }
+        self.wg_keys.insert(wireguard_public_key, user);
         self.nodes.insert(
             node_id,
             Node {
                 farmer: farmer.to_owned(),
                 wireguard_public_key,
-                endpoints: endpoints.to_vec(),
+                endpoints,
                 public_ipv4,
                 public_ipv6,
             },
         );
+        Ok(())
+    }
+
+    /// A node update keeps every public address a gateway on the node stands on.
+    fn check_public_kept(
+        &self,
+        node_id: u32,
+        (public_ipv4, public_ipv6): (Option<Ipv4Addr>, Option<Ipv6Addr>),
+    ) -> Result<(), Rejection> {
+        let Some(old) = self.nodes.get(&node_id) else {
+            return Ok(());
+        };
+        let dropped = [
+            (
+                "public_ipv4",
+                old.public_ipv4.map(IpAddr::V4),
+                public_ipv4.map(IpAddr::V4),
+            ),
+            (
+                "public_ipv6",
+                old.public_ipv6.map(IpAddr::V6),
+                public_ipv6.map(IpAddr::V6),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(field, old, new)| old.filter(|_| old != new).map(|a| (field, a)));
+        for (field, address) in dropped {
+            // One pass over the gateways per node update, which is rare: no index to keep.
+            if let Some((gateway, _)) = self.gateways.iter().find(|(_, g)| g.node_id == node_id) {
+                return Err(Rejection::PublicAddressInUse {
+                    field,
+                    address,
+                    gateway: gateway.into(),
+                });
+            }
+        }
         Ok(())
     }
 }

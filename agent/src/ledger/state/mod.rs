@@ -23,7 +23,7 @@ use serde::Serialize;
 use super::{
     keys::PublicKey,
     model::{Body, Member},
-    rules::Rejection,
+    rules::{KeyUser, Rejection},
 };
 use crate::vocab::{GatewayMode, WgKey};
 
@@ -85,6 +85,9 @@ pub struct GridState {
     /// Which network listens on each (node, WireGuard port): derived, for the port rule.
     #[serde(skip)]
     ports: BTreeMap<(u32, u16), String>,
+    /// Who uses each WireGuard key: derived, for the rule that keys are never shared.
+    #[serde(skip)]
+    wg_keys: BTreeMap<WgKey, KeyUser>,
 }
 
 /// Where a new container, gateway or access peer goes: its author and name, the author's
@@ -108,6 +111,14 @@ impl<'a> Placement<'a> {
 }
 
 impl GridState {
+    /// Refuses `key` when something other than `me` uses it.
+    fn check_key_free(&self, key: &WgKey, me: &KeyUser) -> Result<(), Rejection> {
+        match self.wg_keys.get(key) {
+            Some(user) if user != me => Err(Rejection::KeyInUse { by: user.clone() }),
+            _ => Ok(()),
+        }
+    }
+
     /// Applies one body by `author`, or says why it changes nothing.
     pub(super) fn apply_body(&mut self, author: &str, body: &Body) -> Result<(), Rejection> {
         match body {
