@@ -227,6 +227,13 @@ impl Reconciler {
                     }
                 }
             }
+            Step::SetMac => {
+                let eth0 = work.eth0().await?;
+                work.inside()
+                    .await?
+                    .set_mac(eth0, target.identity.mac)
+                    .await?;
+            }
             Step::AddAddress(net) => {
                 let eth0 = work.eth0().await?;
                 work.inside().await?.add_address(eth0, *net).await?;

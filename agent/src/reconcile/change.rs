@@ -82,6 +82,9 @@ pub enum Step {
     /// Turns IPv6 off on the host side, before it comes up: the host side carries no address
     /// and originates nothing into the container.
     SilenceHost,
+    /// Gives the container's `eth0` its MAC (derived from its address: a new address, a new
+    /// MAC), in place.
+    SetMac,
     /// Sets the container's `eth0` and `lo` and the host side up.
     BringUp,
     AddAddress(IpNet),
@@ -114,6 +117,7 @@ impl fmt::Display for Step {
                 write!(f, "recreate its veth (replacing interface {i})")
             }
             Self::SilenceHost => f.write_str("turn IPv6 off on its host side"),
+            Self::SetMac => f.write_str("set its MAC"),
             Self::BringUp => f.write_str("set its links up"),
             Self::AddAddress(net) => write!(f, "add {net}"),
             Self::RemoveAddress(net) => write!(f, "remove {net}"),

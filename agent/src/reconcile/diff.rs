@@ -191,8 +191,11 @@ fn container_change(
     let host = observed.host_links.get(&target.host_ifname);
     let realized = host.and_then(|h| observed.identities.get(&h.index)) == Some(&target.identity);
     let inside = observed.inside.get(&container.name);
-    let container_side_intact =
-        realized || inside.is_some_and(|inside| inside.mac == Some(target.identity.mac));
+    // The container's side, where it was read: its eth0 is there (a wrong MAC is set in place).
+    let container_side_intact = match inside {
+        Some(inside) => inside.mac.is_some(),
+        None => realized,
+    };
     let link_intact = namespace == Some(&NamespaceState::Mounted)
         && host.is_some_and(|h| h.veth)
         && container_side_intact;
@@ -222,6 +225,9 @@ fn container_change(
         }
         match inside {
             Some(inside) => {
+                if inside.mac != Some(target.identity.mac) {
+                    steps.push(Step::SetMac);
+                }
                 if !inside.up || !host.up {
                     steps.push(Step::BringUp);
                 }

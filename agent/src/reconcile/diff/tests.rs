@@ -154,6 +154,8 @@ fn a_changed_address_is_moved_inside_and_its_old_endpoints_forgotten() {
     assert_eq!(
         steps_of(&diff, "a1"),
         [
+            // Its MAC follows its address, set in place.
+            Step::SetMac,
             Step::RemoveAddress(net("10.1.1.2/32")),
             Step::RemoveAddress(net("fd00:1:0:1::2/128")),
             Step::AddAddress(net("10.1.1.7/32")),
