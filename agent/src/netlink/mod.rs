@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use rtnetlink::{
     Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
     packet_route::{
-        address::{AddressAttribute, AddressFlags},
+        address::{AddressAttribute, AddressFlags, AddressMessage},
         link::{
             InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp,
             XdpAttached,
@@ -25,7 +25,7 @@ use rtnetlink::{
     },
 };
 
-pub use netns::{NETNS_DIR, NamespaceState, Netns, NetnsError};
+pub use netns::{NETNS_DIR, NamespaceState, Netns, NetnsError, is_plain_name};
 
 /// Errors of netlink operations, naming the object concerned.
 #[derive(Debug, thiserror::Error)]
@@ -181,37 +181,35 @@ impl Netlink {
 
     /// Sets a link's MAC address.
     pub async fn set_mac(&self, index: u32, mac: [u8; 6]) -> Result<(), NetlinkError> {
-        let message = LinkUnspec::new_with_index(index)
-            .address(mac.to_vec())
-            .build();
-        self.handle
-            .link()
-            .set(message)
-            .execute()
+        let message = LinkUnspec::new_with_index(index).address(mac.to_vec());
+        self.set_link(message.build(), "set the MAC of", index)
             .await
-            .map_err(|source| request("set the MAC of", &index.to_string(), source))
     }
 
     /// Sets a link's MTU.
     pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
         let message = LinkUnspec::new_with_index(index).mtu(mtu).build();
-        self.handle
-            .link()
-            .set(message)
-            .execute()
-            .await
-            .map_err(|source| request("set the MTU of", &index.to_string(), source))
+        self.set_link(message, "set the MTU of", index).await
     }
 
     /// Sets a link up.
     pub async fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
         let message = LinkUnspec::new_with_index(index).up().build();
+        self.set_link(message, "set up", index).await
+    }
+
+    async fn set_link(
+        &self,
+        message: LinkMessage,
+        action: &'static str,
+        index: u32,
+    ) -> Result<(), NetlinkError> {
         self.handle
             .link()
             .set(message)
             .execute()
             .await
-            .map_err(|source| request("set up", &index.to_string(), source))
+            .map_err(|source| request(action, &index.to_string(), source))
     }
 
     /// Deletes a link (a veth takes its peer along). A link that is already gone is fine: the
@@ -223,17 +221,21 @@ impl Netlink {
         }
     }
 
-    /// The addresses on a link (link-local IPv6 included).
-    pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>, NetlinkError> {
-        let messages: Vec<_> = self
-            .handle
+    /// The kernel's address messages of link `index`.
+    async fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>, NetlinkError> {
+        self.handle
             .address()
             .get()
             .set_link_index_filter(index)
             .execute()
             .try_collect()
             .await
-            .map_err(|source| request("list addresses of", &index.to_string(), source))?;
+            .map_err(|source| request("list addresses of", &index.to_string(), source))
+    }
+
+    /// The addresses on a link (link-local IPv6 included).
+    pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>, NetlinkError> {
+        let messages = self.address_messages(index).await?;
         let mut nets = Vec::new();
         for message in messages {
             for attribute in &message.attributes {
@@ -267,16 +269,7 @@ impl Netlink {
 
     /// Removes address `net` from link `index`; an address that is not there is fine.
     pub async fn delete_address(&self, index: u32, net: IpNet) -> Result<(), NetlinkError> {
-        let messages: Vec<_> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|source| request("list addresses of", &index.to_string(), source))?;
-        for message in messages {
+        for message in self.address_messages(index).await? {
             let matches = message.header.prefix_len == net.prefix_len()
                 && message
                     .attributes

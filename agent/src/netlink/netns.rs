@@ -199,15 +199,23 @@ impl Netns {
     }
 }
 
-fn path_of(name: &str) -> Result<PathBuf, NetnsError> {
-    let valid = !name.is_empty()
-        && name.len() <= 200
+/// Longest namespace name: far beyond any gridnet makes, short of any path limit.
+const MAX_NAME: usize = 200;
+
+/// Whether `name` is 1 to `max` letters, digits, `-`, `_` and `.`, and not `.` or `..`: safe as
+/// a file name in any directory, and readable in a log.
+pub fn is_plain_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
         && name != "."
         && name != ".."
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !valid {
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn path_of(name: &str) -> Result<PathBuf, NetnsError> {
+    if !is_plain_name(name, MAX_NAME) {
         return Err(NetnsError::InvalidName {
             name: name.to_owned(),
         });

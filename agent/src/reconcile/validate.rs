@@ -186,14 +186,7 @@ fn check_container<'p>(
             container: name.to_owned(),
         });
     }
-    let valid = !name.is_empty()
-        && name.len() <= MAX_CONTAINER_NAME
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !valid {
+    if !crate::netlink::is_plain_name(name, MAX_CONTAINER_NAME) {
         return Err(PlanError::InvalidContainerName {
             container: name.to_owned(),
         });
