@@ -359,7 +359,7 @@ fn deliver(endpoint: &Endpoint) -> Action {
     }
 }
 
-mod headers;
+pub(crate) mod headers;
 mod replies;
 #[cfg(test)]
 mod tests;

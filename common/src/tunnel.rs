@@ -5,7 +5,7 @@
 //! a [`TunnelTables`] view of the maps, like [`crate::datapath`].
 
 use crate::{
-    datapath::Tables,
+    datapath::{Tables, headers::is_ipv4_mapped},
     maps::{ENDPOINT_DOWN, EndpointKey},
     packet::{ETH_P_IP, ETH_P_IPV6, Frame, Ipv4Hdr, Ipv6Hdr},
     verdict::DropReason,
@@ -36,10 +36,6 @@ pub struct TunnelDecision {
     pub network_id: u32,
     pub action: TunnelAction,
 }
-
-/// IPv4-mapped IPv6 addresses (`::ffff:0:0/96`): the endpoint map keys IPv4 addresses so, and an
-/// IPv6 packet must never reach an IPv4 container through them.
-const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 
 /// Decides the fate of a packet of `len` bytes that arrived on tunnel device `ifindex`.
 #[inline(always)]
@@ -90,8 +86,10 @@ fn classify<F: Frame + ?Sized, T: Tables>(
             if usize::from(ip.payload_len()) + core::mem::size_of::<Ipv6Hdr>() > len {
                 return TunnelAction::Drop(DropReason::Malformed);
             }
-            if ip.dst[..12] == V4_MAPPED_PREFIX {
-                return TunnelAction::Drop(DropReason::CrossNetwork);
+            // The endpoint map keys IPv4 addresses IPv4-mapped: an IPv6 packet must never reach
+            // an IPv4 container through them.
+            if is_ipv4_mapped(&ip.dst) {
+                return TunnelAction::Drop(DropReason::MappedAddress);
             }
             (EndpointKey::v6(network_id, ip.dst), ETH_P_IPV6)
         }

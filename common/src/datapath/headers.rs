@@ -60,7 +60,7 @@ pub(super) const fn is_group(mac: &[u8; 6]) -> bool {
 
 /// `::ffff:a.b.c.d` (RFC 4291 §2.5.5.2).
 #[inline(always)]
-pub(super) fn is_ipv4_mapped(addr: &[u8; 16]) -> bool {
+pub(crate) fn is_ipv4_mapped(addr: &[u8; 16]) -> bool {
     // A loop, not a slice comparison: with the slice the compiler emitted a read of a register
     // a helper call had clobbered, which the verifier refuses.
     let mut i = 0;

@@ -120,7 +120,7 @@ fn anything_else_is_dropped_with_its_reason() {
     let mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 1, 2];
     assert_eq!(
         drop(&v6(mapped, 8), TUN),
-        TunnelAction::Drop(DropReason::CrossNetwork)
+        TunnelAction::Drop(DropReason::MappedAddress)
     );
     // Lengths that do not add up, and what is not IP.
     let mut long = v4([10, 1, 1, 2], 8);
