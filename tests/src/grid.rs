@@ -157,6 +157,19 @@ impl Grid {
         members: &[u32],
         port: u16,
     ) -> anyhow::Result<u64> {
+        self.network_version(owner, name, members, port, 1)
+    }
+
+    /// Submits version `version` of network `owner/name` (see [`Self::network`]): a later
+    /// version changes its members.
+    pub fn network_version(
+        &mut self,
+        owner: &str,
+        name: &str,
+        members: &[u32],
+        port: u16,
+        version: u64,
+    ) -> anyhow::Result<u64> {
         let members = members
             .iter()
             .map(|&n| -> anyhow::Result<Member> {
@@ -172,7 +185,7 @@ impl Grid {
             owner,
             Body::Network {
                 name: name.into(),
-                version: 1,
+                version,
                 ip_range: "10.1.0.0/16".parse()?,
                 ipv6_range: "fd00:1::/48".parse()?,
                 members,
@@ -201,6 +214,18 @@ impl Grid {
         )
     }
 
+    /// Waits until every running agent has applied entry `seq` with nothing failing.
+    pub fn settle(&self, seq: u64) -> anyhow::Result<()> {
+        for (i, agent) in self.agents.iter().enumerate() {
+            if let Some(agent) = agent {
+                agent
+                    .wait_for(60, |s| s["last_seq"] == seq && crate::healthy(s))
+                    .with_context(|| self.nodes[i].agent_log())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Starts `gridnet run` on every node with `extra_config` and waits until each has applied
     /// entry `seq` with nothing failing.
     pub fn start(&mut self, extra_config: &str, seq: u64) -> anyhow::Result<()> {
@@ -212,12 +237,7 @@ impl Grid {
                 extra_config,
             )?));
         }
-        for (i, agent) in self.agents.iter().flatten().enumerate() {
-            agent
-                .wait_for(60, |s| s["last_seq"] == seq && crate::healthy(s))
-                .with_context(|| self.nodes[i].agent_log())?;
-        }
-        Ok(())
+        self.settle(seq)
     }
 }
 

@@ -352,3 +352,62 @@ fn a_container_that_raises_its_mtu_is_told_the_tunnels_and_path_mtu_converges() 
     )?;
     Ok(())
 }
+
+#[test]
+fn a_node_joins_and_leaves_a_network_and_the_other_sessions_stay() -> anyhow::Result<()> {
+    let mut grid = grid()?;
+    assert_eq!(fetch_through(&grid, 1, "bob.d1", "10.1.3.2")?, "d3");
+    let node3 = node_key(&grid, 3)?;
+    let before = wait::until(
+        Duration::from_secs(10),
+        "node 1's status showing its handshake with node 3 in bob/db",
+        || peer_status(&grid, 1, "bob/db", &node3),
+        |peer| !peer["last_handshake"].is_null(),
+    )?;
+
+    // Node 2 joins bob's network, with a container of its own.
+    grid.network_version("bob", "db", &[1, 2, 3], WIREGUARD_PORT + 1, 2)?;
+    let seq = grid.container("bob", "d2", "db", 2, 2)?;
+    grid.settle(seq)?;
+    serve_identity(grid.node(2), "bob.d2", PORT, "d2")?;
+    assert_eq!(fetch_through(&grid, 1, "bob.d1", "10.1.2.2")?, "d2");
+    assert_eq!(fetch_through(&grid, 3, "bob.d3", "fd00:1:0:2::2")?, "d2");
+
+    // And leaves it again: its container first, then its membership.
+    grid.ledger.submit(
+        "bob",
+        gridnet_agent::ledger::Body::Delete {
+            object: gridnet_agent::ledger::model::ObjectKind::Container,
+            name: "d2".into(),
+        },
+    )?;
+    let seq = grid.network_version("bob", "db", &[1, 3], WIREGUARD_PORT + 1, 3)?;
+    grid.settle(seq)?;
+    let node2 = node_key(&grid, 2)?;
+    wait::until(
+        Duration::from_secs(10),
+        "node 1's bob/db tunnel without node 2",
+        || {
+            let status = grid.agent(1)?.status()?;
+            Ok(status["tunnels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["network"] == "bob/db")
+                .flat_map(|t| t["peers"].as_array().cloned().unwrap_or_default())
+                .any(|p| p["public_key"] == node2.as_str()))
+        },
+        |&still_there| !still_there,
+    )?;
+    ensure!(
+        fetch(grid.node(1), "bob.d1", at("10.1.2.2")?).is_err(),
+        "bob still reaches node 2 after it left"
+    );
+    let after = peer_status(&grid, 1, "bob/db", &node3)?;
+    assert_eq!(
+        after["last_handshake"], before["last_handshake"],
+        "node 3's session was restarted by node 2 coming and going"
+    );
+    assert_eq!(fetch_through(&grid, 1, "bob.d1", "10.1.3.2")?, "d3");
+    Ok(())
+}
