@@ -111,9 +111,13 @@ fn main() {
     let serial = start.elapsed().as_secs_f64();
 
     // A replay: signatures of each batch checked on every core, then applied in order.
+    let cpu_before = cpu_seconds();
     let start = Instant::now();
     let replay = ledger::replay(&entries);
     let verify = start.elapsed().as_secs_f64();
+    let cores_used = cpu_before
+        .zip(cpu_seconds())
+        .map(|(before, after)| (after - before) / verify);
     assert!(replay.refused.is_empty());
     assert_eq!(replay.chain.state(), one_by_one.state());
 
@@ -130,8 +134,9 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     println!(
         "ledger: {total} entries verified and applied in {verify:.2} s: {:.0} entries/s \
-         (signatures on {cores} cores; {:.0} entries/s one by one, {:.2}x)",
+         (signatures on {cores} cores, {} busy; {:.0} entries/s one by one, {:.2}x)",
         total as f64 / verify,
+        cores_used.map_or("?".into(), |c| format!("{c:.1}")),
         total as f64 / serial,
         serial / verify
     );
@@ -140,4 +145,19 @@ fn main() {
         text.len() / (1 << 20),
         total as f64 / parse
     );
+}
+
+/// CPU time this process has used so far, all threads together, from `/proc/self/stat`: how
+/// many cores a stage kept busy tells a parallel stage that lost to other load on the machine
+/// from one that did not scale.
+fn cpu_seconds() -> Option<f64> {
+    /// The kernel reports these times in USER_HZ ticks, 100 per second on every Linux ABI.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    // utime and stime are fields 14 and 15; the first after `)` is field 3.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
 }
