@@ -46,6 +46,8 @@ struct Path {
     one: Vec<f64>,
     many: Vec<f64>,
     round_trips: Vec<Duration>,
+    /// Each round's median round trip, in microseconds: how far the rounds disagree.
+    round_medians: Vec<f64>,
     /// Bytes iperf3 delivered over this path, all runs together.
     delivered: u64,
     retransmits: u64,
@@ -60,6 +62,7 @@ impl Path {
             one: Vec::new(),
             many: Vec::new(),
             round_trips: Vec::new(),
+            round_medians: Vec::new(),
             delivered: 0,
             retransmits: 0,
         }
@@ -72,6 +75,7 @@ impl Path {
             .with_context(|| format!("{}: iperf3, {STREAMS} streams", self.label))?;
         let round_trips = measure::round_trips(&self.ends)
             .with_context(|| format!("{}: round trips", self.label))?;
+        let round_median = micros(measure::percentile(&round_trips, 50));
         println!(
             "bench: {}: {:.2} Gbit/s (1 stream, {} retransmits), {:.2} Gbit/s ({STREAMS} streams, \
              {} retransmits), round trip median {:.1} us, p99 {:.1} us",
@@ -80,12 +84,13 @@ impl Path {
             one.retransmits,
             many.gbps,
             many.retransmits,
-            micros(measure::percentile(&round_trips, 50)),
+            round_median,
             micros(measure::percentile(&round_trips, 99)),
         );
         self.one.push(one.gbps);
         self.many.push(many.gbps);
         self.round_trips.extend(round_trips);
+        self.round_medians.push(round_median);
         self.delivered += one.bytes + many.bytes;
         self.retransmits += one.retransmits + many.retransmits;
         self.check_alive()
@@ -138,6 +143,7 @@ impl Path {
             many: median(&self.many)?,
             median_us: micros(measure::percentile(&self.round_trips, 50)),
             p99_us: micros(measure::percentile(&self.round_trips, 99)),
+            round_medians_us: self.round_medians.clone(),
         })
     }
 }
@@ -149,6 +155,7 @@ struct Summary {
     many: f64,
     median_us: f64,
     p99_us: f64,
+    round_medians_us: Vec<f64>,
 }
 
 fn micros(d: Option<Duration>) -> f64 {
@@ -319,21 +326,32 @@ fn report(
          iperf3 TCP, {seconds} s per run, one stream and {STREAMS} streams; request/response: \
          {ROUND_TRIPS} one-byte round trips over one TCP connection (Nagle off), each timed, \
          after {WARMUP_ROUND_TRIPS} untimed. {ROUNDS} rounds, the paths taking turns; throughput \
-         is the median of the rounds, round-trip percentiles are over all rounds' samples. One \
+         is the median of the rounds, round-trip percentiles are over all rounds' samples (each \
+         round's own median is listed too: on a shared two-core machine they disagree far more \
+         than throughput does). One \
          run on a machine with {cores} cores. In the ratios, throughput above 1x and round trips \
          below 1x favour gridnet.\n\n\
          | path | TCP, 1 stream | TCP, {STREAMS} streams | round trip, median | round trip, p99 \
-         | TCP retransmits, all runs |\n|---|---|---|---|---|---|\n"
+         | each round's median round trip | TCP retransmits, all runs |\n\
+         |---|---|---|---|---|---|---|\n"
     );
     for (label, s, retransmits) in rows {
         let _ = writeln!(
             body,
-            "| {label} | {:.2} Gbit/s | {:.2} Gbit/s | {:.1} us | {:.1} us | {retransmits} |",
-            s.one, s.many, s.median_us, s.p99_us
+            "| {label} | {:.2} Gbit/s | {:.2} Gbit/s | {:.1} us | {:.1} us | {} us | {retransmits} |",
+            s.one,
+            s.many,
+            s.median_us,
+            s.p99_us,
+            s.round_medians_us
+                .iter()
+                .map(|us| format!("{us:.0}"))
+                .collect::<Vec<_>>()
+                .join(" / ")
         );
     }
     if let Some(e) = &boringtun_missing {
-        let _ = writeln!(body, "| boringtun-cli | not measured: {e:#} | | | | |");
+        let _ = writeln!(body, "| boringtun-cli | not measured: {e:#} | | | | | |");
     }
     body.push('\n');
     let gridnet = rows.iter().find(|(label, ..)| *label == "gridnet");
