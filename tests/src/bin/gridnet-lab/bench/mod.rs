@@ -5,6 +5,7 @@ mod agent;
 mod fastpath;
 mod ledger;
 mod reconcile;
+mod tunnel;
 mod uplink;
 
 use std::fmt::Write as _;
@@ -16,14 +17,21 @@ pub struct Args {
     /// Seconds each measurement runs.
     #[arg(long, default_value_t = 3)]
     seconds: u64,
-    /// Run only these benchmarks (fastpath, reconcile, uplink, ledger, agent) and print them;
-    /// docs/benchmarks.md is only written by a full run.
+    /// Run only these benchmarks (fastpath, tunnel, reconcile, uplink, ledger, agent) and print
+    /// them; docs/benchmarks.md is only written by a full run.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
 
 /// The benchmarks, in the order of docs/benchmarks.md.
-const ALL: [&str; 5] = ["fastpath", "reconcile", "uplink", "ledger", "agent"];
+const ALL: [&str; 6] = [
+    "fastpath",
+    "tunnel",
+    "reconcile",
+    "uplink",
+    "ledger",
+    "agent",
+];
 
 /// One benchmark's result, as a markdown section.
 pub struct Section {
@@ -44,6 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for name in ALL.into_iter().filter(|n| wanted(n)) {
         sections.push(match name {
             "fastpath" => fastpath::run(args.seconds)?,
+            "tunnel" => tunnel::run(args.seconds)?,
             "reconcile" => reconcile::run()?,
             "uplink" => uplink::run(args.seconds)?,
             "ledger" => ledger::run()?,
