@@ -327,8 +327,7 @@ fn report(
          {ROUND_TRIPS} one-byte round trips over one TCP connection (Nagle off), each timed, \
          after {WARMUP_ROUND_TRIPS} untimed. {ROUNDS} rounds, the paths taking turns; throughput \
          is the median of the rounds, round-trip percentiles are over all rounds' samples (each \
-         round's own median is listed too: on a shared two-core machine they disagree far more \
-         than throughput does). One \
+         round's own median is listed too, to show how far the rounds agree). One \
          run on a machine with {cores} cores. In the ratios, throughput above 1x and round trips \
          below 1x favour gridnet.\n\n\
          | path | TCP, 1 stream | TCP, {STREAMS} streams | round trip, median | round trip, p99 \
