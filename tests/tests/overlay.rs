@@ -146,7 +146,9 @@ fn the_underlay_carries_only_wireguard_and_never_the_payload_in_clear() -> anyho
         "the traffic was not seen as WireGuard:\n{wireguard}"
     );
     let other = read(&format!(
-        "ip and not (udp port {WIREGUARD_PORT} or udp port {})",
+        // IGMP membership reports are the underlay's own link control (a bridge port or an
+        // interface joining a group), not traffic between nodes.
+        "ip and not (igmp or udp port {WIREGUARD_PORT} or udp port {})",
         WIREGUARD_PORT + 1
     ))?;
     ensure!(
