@@ -268,28 +268,14 @@ impl Router {
                 peer.sent(len);
                 send_queued(peer, out);
             }
-            TunnResult::WriteToTunnelV4(packet, inner_source) => {
-                let (offset, len) = span(base, packet);
-                deliver(
-                    &self.allowed,
-                    index,
-                    peer,
-                    out,
-                    (offset, len),
-                    inner_source.into(),
-                );
-                peer.heard(source, datagram.len());
-            }
-            TunnResult::WriteToTunnelV6(packet, inner_source) => {
-                let (offset, len) = span(base, packet);
-                deliver(
-                    &self.allowed,
-                    index,
-                    peer,
-                    out,
-                    (offset, len),
-                    inner_source.into(),
-                );
+            decrypted @ (TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..)) => {
+                let (packet, inner_source) = match decrypted {
+                    TunnResult::WriteToTunnelV4(packet, inner) => (packet, inner.into()),
+                    TunnResult::WriteToTunnelV6(packet, inner) => (packet, inner.into()),
+                    _ => return,
+                };
+                let span = span(base, packet);
+                deliver(&self.allowed, index, peer, out, span, inner_source);
                 peer.heard(source, datagram.len());
             }
         }
