@@ -88,6 +88,8 @@ pub fn plan_node(state: &GridState, node_id: u32) -> NodePlan {
                 .into_iter()
                 .chain(node.public_ipv6.map(Into::into))
                 .collect(),
+            endpoint: String::new(),
+            proxy_protocol: false,
         });
     }
     plan

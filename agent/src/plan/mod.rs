@@ -86,6 +86,12 @@ pub struct GatewayPlan {
     pub mode: GatewayMode,
     /// The node's public addresses the gateway listens on.
     pub public_ips: Vec<IpAddr>,
+    /// The gateway's own endpoint in the network: the name of a container in
+    /// [`NodePlan::containers`] whose namespace the connections to backends are opened from.
+    pub endpoint: String,
+    /// Whether backends get a PROXY protocol v2 header carrying the client's address (TLS
+    /// passthrough, where the address is otherwise lost).
+    pub proxy_protocol: bool,
 }
 
 impl NetworkPlan {

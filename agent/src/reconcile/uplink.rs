@@ -50,6 +50,8 @@ mod tests {
             backends: Vec::new(),
             mode,
             public_ips: Vec::new(),
+            endpoint: "alice.gw".into(),
+            proxy_protocol: false,
         };
         let plan = NodePlan {
             networks: vec![network("a", 51820), network("b", 0), network("c", 51821)],
