@@ -232,6 +232,7 @@ fn drop_counts(drops: &crate::tunnel::DropCounts) -> std::collections::BTreeMap<
         ("under_load", drops.under_load),
         ("send_failed", drops.send_failed),
         ("too_big", drops.too_big),
+        ("hop_limit", drops.hop_limit),
     ]
     .into_iter()
     .filter(|&(_, count)| count > 0)

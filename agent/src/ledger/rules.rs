@@ -114,6 +114,8 @@ pub enum Rejection {
     Empty { field: &'static str },
     #[error("allowed_ips: {prefix} overlaps the subnet of member node {node_id}")]
     AccessOverlapsMember { prefix: String, node_id: u32 },
+    #[error("allowed_ips: {prefix} overlaps the allowed IPs of access peer `{other}`")]
+    AccessOverlapsAccess { prefix: String, other: UserText },
     #[error("{kind} `{name}`: the author has no such object")]
     UnknownObject { kind: &'static str, name: UserText },
     #[error("network `{name}`: still has {kind} `{object}`; delete it first")]

@@ -34,6 +34,12 @@ pub fn plan_node(state: &GridState, node_id: u32) -> NodePlan {
                         .collect(),
                     subnet: m.subnet,
                     subnet_v6: m.subnet_v6,
+                    access: state
+                        .access
+                        .values()
+                        .filter(|a| a.network == *key && a.node_id == m.node_id)
+                        .flat_map(|a| a.allowed_ips.iter().copied())
+                        .collect(),
                 })
             })
             .collect();
@@ -121,6 +127,11 @@ mod tests {
         );
         assert_eq!(web.peers.len(), 1);
         assert_eq!(
+            web.peers[0].access,
+            vec!["10.1.200.5/32".parse::<ipnet::IpNet>().expect("net")],
+            "the laptop that connects through node 2 is reached through node 2"
+        );
+        assert_eq!(
             web.peers[0].endpoints,
             vec!["192.0.2.2:51820".parse::<SocketAddr>().expect("addr")]
         );
@@ -135,6 +146,10 @@ mod tests {
         );
         let two = plan_node(state, 2);
         assert_eq!(two.networks[0].access[0].name, "alice/laptop");
+        assert!(
+            two.networks[0].peers[0].access.is_empty(),
+            "node 1 has no access peers"
+        );
         assert!(two.containers.is_empty());
     }
 

@@ -58,6 +58,10 @@ pub struct PeerPlan {
     pub subnet: Ipv4Net,
     /// The peer's IPv6 subnet in this network.
     pub subnet_v6: Ipv6Net,
+    /// The allowed IPs of the network's access peers that connect through that node: reached
+    /// through it, and the addresses it may forward from.
+    #[serde(default)]
+    pub access: Vec<IpNet>,
 }
 
 /// An external WireGuard peer of a network.

@@ -21,6 +21,7 @@ mod endpoint;
 mod engine;
 mod outbox;
 mod peer;
+mod relay;
 mod router;
 mod socket;
 mod spec;

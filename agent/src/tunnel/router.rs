@@ -59,6 +59,8 @@ pub(super) struct Router {
     next_index: u32,
     limiter: RateLimiter,
     drops: DropCounts,
+    /// The packet being relayed to another peer, kept for its memory.
+    relayed: Vec<u8>,
 }
 
 impl Router {
@@ -76,6 +78,7 @@ impl Router {
             // of an earlier run meet no peer rather than the wrong one.
             next_index: getrandom::u32().unwrap_or(1),
             drops: DropCounts::default(),
+            relayed: Vec::new(),
         }
     }
 
@@ -184,19 +187,7 @@ impl Router {
             self.drops.count(DropReason::NoRoute);
             return;
         };
-        let space = out.reserve((packet.len() + DATA_OVERHEAD).max(HANDSHAKE_INIT_LEN));
-        let base = space.as_ptr();
-        match peer.tunn.encapsulate(packet, space) {
-            TunnResult::WriteToNetwork(message) => {
-                let (offset, len) = span(base, message);
-                emit(peer, out, offset, len);
-            }
-            TunnResult::Err(e) => peer.drops.count(drop_reason(&e)),
-            // Queued in the session until the handshake completes.
-            TunnResult::Done
-            | TunnResult::WriteToTunnelV4(..)
-            | TunnResult::WriteToTunnelV6(..) => {}
-        }
+        encapsulate(peer, packet, out);
     }
 
     /// A datagram received from `source`.
@@ -275,10 +266,28 @@ impl Router {
                     _ => return,
                 };
                 let span = span(base, packet);
-                deliver(&self.allowed, index, peer, out, span, inner_source);
                 peer.heard(source, datagram.len());
+                if let Some(next) = deliver(&self.allowed, index, peer, out, span, inner_source) {
+                    self.relay(index, next, span, out);
+                }
             }
         }
+    }
+
+    /// Passes a packet peer `from` sent (decrypted, `len` bytes at `offset` of the space last
+    /// reserved) on to peer `next`, one hop further (see [`super::relay`]).
+    fn relay(&mut self, from: u32, next: u32, (offset, len): (usize, usize), out: &mut Outbox) {
+        let mut packet = std::mem::take(&mut self.relayed);
+        packet.clear();
+        packet.extend_from_slice(out.scratch(offset, len));
+        if !super::relay::hop(&mut packet) {
+            if let Some(sender) = self.peers.get_mut(&from) {
+                sender.drops.count(DropReason::HopLimit);
+            }
+        } else if let Some(peer) = self.peers.get_mut(&next) {
+            encapsulate(peer, &packet, out);
+        }
+        self.relayed = packet;
     }
 
     /// The timers, every [`super::engine::TIMER_TICK`]: handshake retries and rekeys, keepalives.
@@ -344,6 +353,22 @@ fn emit(peer: &mut Peer, out: &mut Outbox, offset: usize, len: usize) {
     }
 }
 
+/// Encrypts `packet` for `peer` and sends it, or queues it in the session until a handshake
+/// completes.
+fn encapsulate(peer: &mut Peer, packet: &[u8], out: &mut Outbox) {
+    let space = out.reserve((packet.len() + DATA_OVERHEAD).max(HANDSHAKE_INIT_LEN));
+    let base = space.as_ptr();
+    match peer.tunn.encapsulate(packet, space) {
+        TunnResult::WriteToNetwork(message) => {
+            let (offset, len) = span(base, message);
+            emit(peer, out, offset, len);
+        }
+        TunnResult::Err(e) => peer.drops.count(drop_reason(&e)),
+        // Queued in the session until the handshake completes.
+        TunnResult::Done | TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
+    }
+}
+
 /// Sends what the session queued while it had no keys (after a handshake completes).
 fn send_queued(peer: &mut Peer, out: &mut Outbox) {
     loop {
@@ -359,7 +384,9 @@ fn send_queued(peer: &mut Peer, out: &mut Outbox) {
     }
 }
 
-/// Writes a decrypted packet to the TUN device if its source is one the peer may use.
+/// Writes a decrypted packet to the TUN device if its source is one the peer may use, unless its
+/// destination belongs to another peer of the tunnel: then that peer is returned, for
+/// [`Router::relay`].
 fn deliver(
     allowed: &AllowedIps,
     index: u32,
@@ -367,11 +394,18 @@ fn deliver(
     out: &mut Outbox,
     (offset, len): (usize, usize),
     inner_source: IpAddr,
-) {
-    if allowed.lookup(inner_source) == Some(index) {
-        out.commit(Target::Tun, offset, len);
-    } else {
+) -> Option<u32> {
+    if allowed.lookup(inner_source) != Some(index) {
         peer.drops.count(DropReason::AllowedIps);
+        return None;
+    }
+    let next = Tunn::dst_address(out.scratch(offset, len)).and_then(|dst| allowed.lookup(dst));
+    match next {
+        Some(next) if next != index => Some(next),
+        _ => {
+            out.commit(Target::Tun, offset, len);
+            None
+        }
     }
 }
 

@@ -29,6 +29,8 @@ pub enum DropReason {
     /// Longer than the tunnel's MTU and not to be fragmented: answered with ICMP
     /// "fragmentation needed" or "packet too big".
     TooBig,
+    /// A packet one peer sent to another through this node whose TTL or hop limit ran out.
+    HopLimit,
 }
 
 /// Counters of dropped packets, one per [`DropReason`].
@@ -43,6 +45,7 @@ pub struct DropCounts {
     pub under_load: u64,
     pub send_failed: u64,
     pub too_big: u64,
+    pub hop_limit: u64,
 }
 
 impl DropCounts {
@@ -57,6 +60,7 @@ impl DropCounts {
             DropReason::UnderLoad => &mut self.under_load,
             DropReason::SendFailed => &mut self.send_failed,
             DropReason::TooBig => &mut self.too_big,
+            DropReason::HopLimit => &mut self.hop_limit,
         };
         *counter += 1;
     }
@@ -72,6 +76,7 @@ impl DropCounts {
             + self.under_load
             + self.send_failed
             + self.too_big
+            + self.hop_limit
     }
 }
 

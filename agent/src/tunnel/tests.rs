@@ -316,3 +316,44 @@ async fn a_bad_spec_is_refused_before_anything_is_created() {
     assert!(tunnels.status().is_empty());
     assert_eq!(tunnels.ifindex("net"), None);
 }
+
+/// A laptop L connected through node A reaches node B's containers, and they reach it: A passes
+/// the packets between its two peers itself, one hop further each time.
+#[test]
+fn an_access_peer_reaches_other_nodes_through_its_node() {
+    let (mut a, mut b) = joined();
+    let mut laptop = Node::new(3, "198.51.100.7:40000");
+    laptop.set_peers(&[a.as_peer(true, &["10.0.0.0/8", "fd00::/8"])]);
+    a.set_peers(&[
+        b.as_peer(true, &["10.2.0.0/24", "fd02::/64"]),
+        laptop.as_peer(false, &["10.9.0.5/32", "fd09::5/128"]),
+    ]);
+    b.set_peers(&[a.as_peer(
+        false,
+        &["10.1.0.0/24", "fd01::/64", "10.9.0.5/32", "fd09::5/128"],
+    )]);
+    let there = packet("10.9.0.5", "10.2.0.7", b"from the laptop");
+    laptop.send(&there);
+    settle(&mut [&mut a, &mut b, &mut laptop]);
+    let mut hopped = there.clone();
+    assert!(super::relay::hop(&mut hopped));
+    assert_eq!(b.tun, vec![hopped], "B got it with one hop less");
+    assert!(a.tun.is_empty(), "A did not hand it to its own TUN device");
+
+    let back = packet("fd02::7", "fd09::5", b"to the laptop");
+    b.send(&back);
+    settle(&mut [&mut a, &mut b, &mut laptop]);
+    let mut hopped = back.clone();
+    assert!(super::relay::hop(&mut hopped));
+    assert_eq!(laptop.tun, vec![hopped]);
+
+    // The laptop may use only its own address, and a spent TTL goes no further.
+    laptop.send(&packet("10.9.0.6", "10.2.0.7", b"spoofed"));
+    let mut last_hop = packet("10.9.0.5", "10.2.0.7", b"last hop");
+    last_hop[8] = 1;
+    laptop.send(&last_hop);
+    settle(&mut [&mut a, &mut b, &mut laptop]);
+    assert_eq!(b.tun.len(), 1, "neither reached B");
+    let seen = a.peer(&laptop.public).drops;
+    assert_eq!((seen.allowed_ips, seen.hop_limit), (1, 1), "{seen:?}");
+}

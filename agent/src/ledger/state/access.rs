@@ -9,7 +9,7 @@ use crate::{
         limits::MAX_ALLOWED_IPS,
         rules::{KeyUser, Rejection, too_many},
     },
-    vocab::WgKey,
+    vocab::{UserText, WgKey},
 };
 
 impl GridState {
@@ -38,6 +38,18 @@ impl GridState {
                         node_id: member.node_id,
                     });
                 }
+            }
+        }
+        // Both would claim the same addresses: the tunnels could not tell whom to send to.
+        for (other, access) in self.access.iter().filter(|(_, a)| a.network == net_key) {
+            if let Some(prefix) = allowed_ips
+                .iter()
+                .find(|p| access.allowed_ips.iter().any(|q| overlaps(p, q)))
+            {
+                return Err(Rejection::AccessOverlapsAccess {
+                    prefix: prefix.to_string(),
+                    other: UserText::new(other),
+                });
             }
         }
         let user = KeyUser::Access(key.clone());

@@ -251,3 +251,33 @@ fn ipv4_mapped_addresses_are_judged_as_ipv4() {
         ["10.1.1.2:80".parse::<std::net::SocketAddr>().expect("addr")]
     );
 }
+
+#[test]
+fn access_peers_of_one_network_never_share_addresses() {
+    let mut g = Grid::new();
+    let site = |name: &str, key: u8, prefix: &str| Body::Access {
+        name: name.into(),
+        network: "web".into(),
+        node_id: 1,
+        wireguard_public_key: WgKey([key; 32]),
+        allowed_ips: vec![prefix.parse().expect("net")],
+    };
+    // The fixture's laptop holds 10.1.200.5/32; a site prefix around it would take it over.
+    let e = g.sign("alice", site("office", 20, "10.1.200.0/24"));
+    g.refuse(e, |e| {
+        matches!(e, Rejection::AccessOverlapsAccess { prefix, other }
+            if prefix == "10.1.200.0/24" && other.to_string() == "alice/laptop")
+    });
+    g.push_ok("alice", site("office", 20, "192.168.50.0/24"));
+    // Another network may use the same addresses.
+    g.push_ok(
+        "bob",
+        Body::Access {
+            name: "office".into(),
+            network: "db".into(),
+            node_id: 1,
+            wireguard_public_key: WgKey([21; 32]),
+            allowed_ips: vec!["192.168.50.0/24".parse().expect("net")],
+        },
+    );
+}
