@@ -1,5 +1,6 @@
 //! The `gridnet` command line: one module per subcommand.
 
+mod access;
 mod apply;
 mod bpf_stats;
 mod ledger;
@@ -19,6 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print an access peer's wg-quick configuration (a laptop, a site's router).
+    AccessConfig(access::AccessConfigArgs),
     /// Realize a node plan (networks and containers) once, and exit.
     Apply(apply::ApplyArgs),
     /// Show the datapath's counters from the pinned maps (no running agent needed).
@@ -39,6 +42,7 @@ impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::AccessConfig(args) => args.run(),
             Command::Apply(args) => args.run(),
             Command::BpfStats(args) => args.run(),
             Command::Ledger(command) => command.run(),

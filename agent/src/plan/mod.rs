@@ -4,6 +4,7 @@
 //! by hand for tests, and handed to [`crate::reconcile`], which makes the kernel match it. Nothing
 //! here performs I/O.
 
+pub mod access;
 pub mod from_ledger;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
