@@ -10,6 +10,7 @@
 //! - [`Grid`]: several nodes on an underlay bridge with real keys, following one ledger.
 //! - [`TestNetns`], [`within`], [`in_netns`], [`run_in`], [`ip`]: namespaces and what runs in them.
 //! - [`ping`], [`serve_identity`], [`fetch`], [`RawSender`]: traffic; [`Capture`]: tcpdump.
+//! - [`WgClient`], [`WgKeys`]: laptops and site routers running wireguard-go as access peers.
 //! - [`counter`], [`xdp_drops`]: the datapath's counters in `bpf-stats --json`.
 //! - [`test_network`], [`test_container`]: the plans tests apply.
 //! - [`TestLedger`], [`node_entry`], [`network_entry`]: ledgers; [`Etcd`]: a real etcd.
@@ -35,6 +36,7 @@ mod tempdir;
 mod traffic;
 mod uplink;
 pub mod wait;
+mod wg_client;
 
 pub use agent::{Agent, healthy};
 pub use capture::{Capture, read_capture};
@@ -49,5 +51,6 @@ pub use plan::{test_container, test_network};
 pub use procfs::{InetSocket, inet_sockets, listens_on, socket_inodes};
 pub use stats::{counter, xdp_drops};
 pub use tempdir::TempDir;
-pub use traffic::{RawSender, fetch, ping, serve_identity};
+pub use traffic::{RawSender, fetch, fetch_in, ping, serve_identity, serve_identity_in};
 pub use uplink::{INET_IP, NODE_IP, Uplinked, uplinked};
+pub use wg_client::{WgClient, WgKeys};

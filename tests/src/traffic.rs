@@ -27,9 +27,12 @@ pub fn serve_identity(
     port: u16,
     identity: &str,
 ) -> anyhow::Result<()> {
-    let listener = within(&node.container_ns(container), move || {
-        std::net::TcpListener::bind(("::", port))
-    })??;
+    serve_identity_in(&node.container_ns(container), port, identity)
+}
+
+/// [`serve_identity`] in any namespace.
+pub fn serve_identity_in(ns: &str, port: u16, identity: &str) -> anyhow::Result<()> {
+    let listener = within(ns, move || std::net::TcpListener::bind(("::", port)))??;
     let identity = identity.to_owned();
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
@@ -41,10 +44,15 @@ pub fn serve_identity(
 
 /// Connects from container `container` to `addr` and returns what the server said.
 pub fn fetch(node: &Node, container: &str, addr: SocketAddr) -> anyhow::Result<String> {
-    let mut stream = within(&node.container_ns(container), move || {
+    fetch_in(&node.container_ns(container), addr).with_context(|| format!("from {container}"))
+}
+
+/// [`fetch`] from any namespace.
+pub fn fetch_in(ns: &str, addr: SocketAddr) -> anyhow::Result<String> {
+    let mut stream = within(ns, move || {
         std::net::TcpStream::connect_timeout(&addr, FETCH_TIMEOUT)
     })?
-    .with_context(|| format!("{container} -> {addr}"))?;
+    .with_context(|| format!("connect to {addr}"))?;
     stream.set_read_timeout(Some(FETCH_TIMEOUT))?;
     let mut text = String::new();
     std::io::Read::read_to_string(&mut stream, &mut text)?;
