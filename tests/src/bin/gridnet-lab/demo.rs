@@ -8,12 +8,23 @@
 //! Ctrl-C (or, with `--once`, exits non-zero on any mismatch), then removes everything.
 //!
 //! Containers on different nodes talk through the encrypted WireGuard tunnels between their
-//! nodes; the matrix reaches every pair, on one node or across nodes.
+//! nodes; the matrix reaches every pair, on one node or across nodes. A laptop (a namespace on
+//! the underlay running wireguard-go with the configuration `gridnet access-config` prints)
+//! joins alice/web as an access peer through node 2: its row reaches alice's containers on every
+//! node and nothing of bob's.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    process::Command,
+    time::Duration,
+};
 
-use anyhow::{Context as _, bail};
-use gridnet_tests::{Grid, Node, fetch, proto::WIREGUARD_PORT, serve_identity};
+use anyhow::{Context as _, bail, ensure};
+use gridnet_agent::ledger::Body;
+use gridnet_tests::{
+    Grid, TempDir, WgClient, WgKeys, fetch_in, gridnet_bin, proto::WIREGUARD_PORT,
+    serve_identity, wait,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -43,14 +54,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     grid.network("alice", "web", &[1, 2, 3], WIREGUARD_PORT)?;
     grid.network("bob", "db", &[1, 3], WIREGUARD_PORT + 1)?;
-    let mut last = 0;
     for &(owner, name, network, node, host) in CONTAINERS {
-        last = grid.container(owner, name, network, node, host)?;
+        grid.container(owner, name, network, node, host)?;
     }
+    let dir = TempDir::new("demo")?;
+    let keys = WgKeys::generate(dir.path(), "laptop")?;
+    println!(
+        "demo: alice's laptop (key made by `wg genkey`) joins alice/web as an access peer through node 2, at {LAPTOP_V4} and {LAPTOP_V6}"
+    );
+    let last = grid.ledger.submit(
+        "alice",
+        Body::Access {
+            name: "laptop".into(),
+            network: "web".into(),
+            node_id: 2,
+            wireguard_public_key: keys.ledger_key()?,
+            allowed_ips: vec![
+                format!("{LAPTOP_V4}/32").parse()?,
+                format!("{LAPTOP_V6}/128").parse()?,
+            ],
+        },
+    )?;
     println!("demo: starting `gridnet run` on each node (XDP guard on its uplink)");
     grid.start("uplinks: [up0]\n", last)?;
+    let config = access_config(&grid, &keys)?;
+    println!(
+        "\n`gridnet access-config --network alice/web --name laptop --private-key-file laptop.key`:\n{}",
+        config.replace(keys_line(&config), "PrivateKey = (the laptop's key)")
+    );
+    let laptop = WgClient::start(&grid, "laptop", "192.0.2.100", &config)?;
     let nodes = &grid.nodes;
-    let mismatches = matrix(nodes)?;
+    let mismatches = matrix(nodes, laptop.ns.name())?;
     println!();
     for id in 1..=3 {
         let s = grid.agent(id)?.status()?;
@@ -110,28 +144,76 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every container connects to every other's IPv4 and IPv6 address, where each runs a server
-/// answering with its name. Addresses overlap across networks, so "reached" means the intended
-/// container answered. Same network, on any node: must reach; other network: must not.
-fn matrix(nodes: &[Node]) -> anyhow::Result<usize> {
+/// The laptop's addresses in alice/web.
+const LAPTOP_V4: &str = "10.1.200.5";
+const LAPTOP_V6: &str = "fd00:1:ff::5";
+
+/// The laptop's wg-quick file, from the real `gridnet access-config`.
+fn access_config(grid: &Grid, keys: &WgKeys) -> anyhow::Result<String> {
+    let out = Command::new(gridnet_bin()?)
+        .args(["access-config", "--ledger"])
+        .arg(grid.ledger.file.path())
+        .args(["--network", "alice/web", "--name", "laptop", "--private-key-file"])
+        .arg(&keys.private_file)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "gridnet access-config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The `PrivateKey = ...` line of a wg-quick file.
+fn keys_line(config: &str) -> &str {
+    config
+        .lines()
+        .find(|l| l.starts_with("PrivateKey"))
+        .unwrap_or("PrivateKey")
+}
+
+/// Every container, and the laptop, connects to every container's IPv4 and IPv6 address, where
+/// each runs a server answering with its name. Addresses overlap across networks, so "reached"
+/// means the intended container answered. Same network, on any node: must reach; other network:
+/// must not.
+fn matrix(nodes: &[gridnet_tests::Node], laptop: &str) -> anyhow::Result<usize> {
     let name = |owner: &str, c: &str| format!("{owner}.{c}");
     for &(owner, c, _, node, _) in CONTAINERS {
         serve_identity(&nodes[node as usize - 1], &name(owner, c), IDENTITY_PORT, c)?;
     }
+    // The laptop's first packet waits for its handshake with node 2, and node 2's with the
+    // others; the matrix starts once it is through.
+    wait::until(
+        Duration::from_secs(30),
+        "the laptop reaching web4 on node 3",
+        || Ok(fetch_in(laptop, SocketAddr::new([10, 1, 3, 2].into(), IDENTITY_PORT)).ok()),
+        |answer| answer.as_deref() == Some("web4"),
+    )?;
+    let mut rows: Vec<(String, String, &str)> = CONTAINERS
+        .iter()
+        .map(|&(owner, c, network, node, _)| {
+            (
+                format!("{c} ({owner}@n{node})"),
+                nodes[node as usize - 1].container_ns(&name(owner, c)),
+                network,
+            )
+        })
+        .collect();
+    rows.push(("laptop (alice@n2)".into(), laptop.into(), "web"));
     println!("\nconnectivity (row connects to column over IPv4/IPv6):");
     println!(
         "  ok = reached (on one node, or across nodes through the WireGuard tunnels), -- = isolated (other network)\n"
     );
-    print!("{:>16}", "");
+    print!("{:>18}", "");
     for &(owner, c, _, node, _) in CONTAINERS {
         print!("{:>18}", format!("{c} ({owner}@n{node})"));
     }
     println!();
     let mut mismatches = 0;
-    for &(owner, from, network, node, _) in CONTAINERS {
-        print!("{:>16}", format!("{from} ({owner}@n{node})"));
+    for (label, ns, network) in &rows {
+        print!("{label:>18}");
         for &(_, to, to_network, to_node, to_host) in CONTAINERS {
-            if from == to {
+            if label.starts_with(&format!("{to} ")) {
                 print!("{:>18}", "·");
                 continue;
             }
@@ -139,14 +221,9 @@ fn matrix(nodes: &[Node]) -> anyhow::Result<usize> {
             let v6: IpAddr = format!("fd00:1:0:{to_node}::{to_host:x}").parse()?;
             let mut cell = Vec::new();
             for ip in [v4, v6] {
-                let answer = fetch(
-                    &nodes[node as usize - 1],
-                    &name(owner, from),
-                    SocketAddr::new(ip, IDENTITY_PORT),
-                )
-                .ok();
+                let answer = fetch_in(ns, SocketAddr::new(ip, IDENTITY_PORT)).ok();
                 let reached = answer.as_deref() == Some(to);
-                let expected = network == to_network;
+                let expected = *network == to_network;
                 if reached != expected {
                     mismatches += 1;
                 }
