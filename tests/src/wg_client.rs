@@ -94,9 +94,9 @@ impl WgClient {
         command
             .args(["-f", &ifname])
             .env("LOG_LEVEL", "error")
-            // It runs on kernels with WireGuard too (the tests want the userspace peer), after
-            // a banner saying it is not needed, which this silences.
-            .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
+            // Foreground, as `-f` says too; this also keeps it from printing a banner that it is
+            // not needed on a kernel with WireGuard (the tests want the userspace peer).
+            .env("WG_PROCESS_FOREGROUND", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         in_netns(&mut command, ns.name())?;
