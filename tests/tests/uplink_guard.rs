@@ -69,6 +69,8 @@ fn plan(gateway: bool) -> NodePlan {
                 backends: Vec::new(),
                 mode: GatewayMode::TlsPassthrough,
                 public_ips: vec![NODE_IP.parse().expect("addr")],
+                endpoint: String::new(),
+                proxy_protocol: false,
             }]
         } else {
             Vec::new()
