@@ -92,7 +92,7 @@ impl LedgerArgs {
 }
 
 /// Runs one ledger operation on a small runtime of its own.
-fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(super) fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -101,7 +101,7 @@ fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<
 }
 
 /// Every entry of the ledger at `args`.
-fn read_all(args: &LedgerArgs) -> anyhow::Result<Vec<ledger::Entry>> {
+pub(super) fn read_all(args: &LedgerArgs) -> anyhow::Result<Vec<ledger::Entry>> {
     let location = args.location()?;
     block_on(async {
         let mut source = location.open().await?;

@@ -2,6 +2,7 @@
 
 mod apply;
 mod bpf_stats;
+mod gateway;
 mod ledger;
 mod node;
 mod run;
@@ -23,6 +24,9 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Show the datapath's counters from the pinned maps (no running agent needed).
     BpfStats(bpf_stats::BpfStatsArgs),
+    /// Web gateway tools: DNS records of the gateways serving a name.
+    #[command(subcommand)]
+    Gateway(gateway::GatewayCommand),
     /// Reservation ledger tools: keys, entries, verification.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
@@ -41,6 +45,7 @@ impl Cli {
         match self.command {
             Command::Apply(args) => args.run(),
             Command::BpfStats(args) => args.run(),
+            Command::Gateway(command) => command.run(),
             Command::Ledger(command) => command.run(),
             Command::Node(command) => command.run(),
             Command::Run(args) => args.run(),
