@@ -133,7 +133,35 @@ impl Grid {
         self.submit_node(id, &key, endpoint)
     }
 
+    /// Registers node `id`'s underlay address as its public IPv4 address too, so gateways may
+    /// stand on it: the underlay plays the internet. Returns the entry's seq.
+    pub fn publish(&mut self, id: u32) -> anyhow::Result<u64> {
+        let node = self
+            .ledger
+            .state()
+            .nodes
+            .get(&id)
+            .with_context(|| format!("node {id} is not registered"))?;
+        let body = Body::Node {
+            node_id: id,
+            farmer: node.farmer.clone(),
+            wireguard_public_key: node.wireguard_public_key,
+            endpoints: node.endpoints.clone(),
+            public_ipv4: Some(format!("192.0.2.{id}").parse()?),
+            public_ipv6: node.public_ipv6,
+        };
+        self.ledger.submit("farmer", body)
+    }
+
+    /// Submits node `id` with `key` and underlay address `endpoint`, keeping the public
+    /// addresses it has on the ledger.
     fn submit_node(&mut self, id: u32, key: &NodeKey, endpoint: &str) -> anyhow::Result<u64> {
+        let (public_ipv4, public_ipv6) = self
+            .ledger
+            .state()
+            .nodes
+            .get(&id)
+            .map_or((None, None), |n| (n.public_ipv4, n.public_ipv6));
         self.ledger.submit(
             "farmer",
             Body::Node {
@@ -141,8 +169,8 @@ impl Grid {
                 farmer: "farmer".into(),
                 wireguard_public_key: key.public(),
                 endpoints: vec![endpoint.parse()?],
-                public_ipv4: None,
-                public_ipv6: None,
+                public_ipv4,
+                public_ipv6,
             },
         )
     }

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use gridnet_agent::ledger::{Body, Chain, SigningKey, file::LedgerFile, model::Member, sign_next};
+use gridnet_agent::ledger::{
+    Body, Chain, GridState, SigningKey, file::LedgerFile, model::Member, sign_next,
+};
 
 /// A ledger file that tests write entries to, signed with fixed twin keys.
 pub struct TestLedger {
@@ -28,6 +30,11 @@ impl TestLedger {
             seed[i % 32] ^= b;
         }
         SigningKey::from_seed(seed)
+    }
+
+    /// The grid state the accepted entries build.
+    pub fn state(&self) -> &GridState {
+        self.chain.state()
     }
 
     /// Signs and appends an entry by `author`; fails if the ledger's rules refuse it.

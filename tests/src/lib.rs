@@ -14,6 +14,8 @@
 //! - [`counter`], [`xdp_drops`]: the datapath's counters in `bpf-stats --json`.
 //! - [`test_network`], [`test_container`]: the plans tests apply.
 //! - [`TestLedger`], [`node_entry`], [`network_entry`]: ledgers; [`Etcd`]: a real etcd.
+//! - [`Internet`]: the internet on a grid's underlay; [`HttpServer`], [`TlsServer`]: web
+//!   servers with a known [`BODY`]; [`gateway_entry`]: gateways on the ledger.
 //! - [`TempDir`]: a scratch directory of the test's own.
 //! - [`wait::until`]: wait on a condition with a deadline (never sleep and hope).
 //! - [`listens_on`], [`socket_inodes`], [`inet_sockets`]: what a process holds, from `/proc`.
@@ -23,6 +25,7 @@ mod agent;
 mod capture;
 mod command;
 mod etcd;
+mod gateway;
 mod grid;
 mod ledger;
 pub mod names;
@@ -42,6 +45,9 @@ pub use agent::{Agent, healthy};
 pub use capture::{Capture, read_capture};
 pub use command::{gridnet_bin, ip, run_in};
 pub use etcd::Etcd;
+pub use gateway::{
+    BODY, HttpServer, INTERNET_IP, Internet, TlsServer, gateway_entry, with_proxy_protocol,
+};
 pub use grid::Grid;
 pub use ledger::{TestLedger, network_entry, node_entry};
 pub use names::unique_id;

@@ -266,6 +266,7 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
             hostnames: vec!["www.example.org".into()],
             backends: vec!["10.1.1.2:80".parse()?],
             mode: gridnet_agent::plan::GatewayMode::Http,
+            proxy_protocol: false,
         },
     )?;
     // The status reports a seq only once the reconcile that realized it is done.

@@ -19,6 +19,7 @@ const PACKAGES: &[&str] = &[
     "bpftool",           // inspecting programs and maps
     "tcpdump",           // captures while debugging
     "curl",              // a real HTTP client for gateways
+    "openssl",           // a CA, certificates and a TLS server behind gateways in tests
     "wireguard-tools",   // `wg`, against gridnet's UAPI
     "nftables",          // the baseline of the XDP guard benchmark
     "wireguard-go",      // a real WireGuard peer in tests and benchmarks

@@ -3,6 +3,7 @@
 mod access;
 mod apply;
 mod bpf_stats;
+mod gateway;
 mod ledger;
 mod node;
 mod run;
@@ -26,6 +27,9 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Show the datapath's counters from the pinned maps (no running agent needed).
     BpfStats(bpf_stats::BpfStatsArgs),
+    /// Web gateway tools: DNS records of the gateways serving a name.
+    #[command(subcommand)]
+    Gateway(gateway::GatewayCommand),
     /// Reservation ledger tools: keys, entries, verification.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
@@ -45,6 +49,7 @@ impl Cli {
             Command::AccessConfig(args) => args.run(),
             Command::Apply(args) => args.run(),
             Command::BpfStats(args) => args.run(),
+            Command::Gateway(command) => command.run(),
             Command::Ledger(command) => command.run(),
             Command::Node(command) => command.run(),
             Command::Run(args) => args.run(),

@@ -8,11 +8,45 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::rules::Rejection;
+use super::{model::Member, rules::Rejection};
+
+/// The IPv4 host number of a node's gateway endpoint in its member subnet: the last usable
+/// address of the /24, far from where containers are usually numbered (from .2 upwards), and
+/// the same on every node so an operator recognises it.
+pub const GATEWAY_ENDPOINT_HOST: u8 = 254;
 
 /// The IPv6 address of a container without one: its member subnet plus its IPv4 host number.
 pub fn derive_ipv6(subnet_v6: &Ipv6Net, ipv4: Ipv4Addr) -> Ipv6Addr {
     Ipv6Addr::from(u128::from(subnet_v6.network()) | u128::from(ipv4.octets()[3]))
+}
+
+/// The overlay addresses of the gateway endpoint of a network on the node of `member`: the
+/// [`GATEWAY_ENDPOINT_HOST`] of its IPv4 subnet, and the IPv6 address a container with that
+/// IPv4 address would derive (`::fe`). Every gateway of the network on that node shares it, and
+/// no container may take it.
+pub fn gateway_endpoint(member: &Member) -> (Ipv4Addr, Ipv6Addr) {
+    let [a, b, c, _] = member.subnet.network().octets();
+    let ipv4 = Ipv4Addr::new(a, b, c, GATEWAY_ENDPOINT_HOST);
+    (ipv4, derive_ipv6(&member.subnet_v6, ipv4))
+}
+
+/// Refuses `address` when it is the gateway endpoint's address in `member`'s subnets.
+pub fn check_not_endpoint(
+    field: &'static str,
+    address: IpAddr,
+    member: &Member,
+) -> Result<(), Rejection> {
+    let (v4, v6) = gateway_endpoint(member);
+    let subnet = match address {
+        IpAddr::V4(a) if a == v4 => member.subnet.to_string(),
+        IpAddr::V6(a) if a == v6 => member.subnet_v6.to_string(),
+        _ => return Ok(()),
+    };
+    Err(Rejection::GatewayEndpointAddress {
+        field,
+        address,
+        subnet,
+    })
 }
 
 /// `address`, with an IPv4-mapped IPv6 address as the IPv4 address it reaches.
@@ -77,6 +111,23 @@ pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateway_endpoint_is_the_last_host_of_each_subnet() {
+        let member = Member {
+            node_id: 1,
+            subnet: "10.1.7.0/24".parse().expect("net"),
+            subnet_v6: "fd00:1:0:7::/64".parse().expect("net"),
+            wireguard_listen_port: 51820,
+        };
+        let (v4, v6) = gateway_endpoint(&member);
+        assert_eq!(v4, Ipv4Addr::new(10, 1, 7, 254));
+        assert_eq!(v6, "fd00:1:0:7::fe".parse::<Ipv6Addr>().expect("addr"));
+        assert!(check_host("ipv4", v4.into(), &IpNet::V4(member.subnet)).is_ok());
+        assert!(check_not_endpoint("ipv4", v4.into(), &member).is_err());
+        assert!(check_not_endpoint("ipv6", v6.into(), &member).is_err());
+        assert!(check_not_endpoint("ipv4", Ipv4Addr::new(10, 1, 7, 253).into(), &member).is_ok());
+    }
 
     #[test]
     fn mapped_addresses_and_prefixes_become_ipv4() {

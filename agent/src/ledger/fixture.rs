@@ -87,6 +87,7 @@ impl Grid {
                 hostnames: vec!["www.example.org".into()],
                 backends: vec!["10.1.1.2:80".parse().expect("addr")],
                 mode: GatewayMode::Http,
+                proxy_protocol: false,
             },
         );
         grid.push_ok(

@@ -74,6 +74,12 @@ pub enum Body {
         hostnames: Vec<String>,
         backends: Vec<SocketAddr>,
         mode: GatewayMode,
+        /// Whether each backend connection starts with a PROXY protocol v2 header carrying the
+        /// client's address: only for `tls_passthrough`, where the address is otherwise lost
+        /// (an `http` gateway passes it in `X-Forwarded-For`). Left out when false, so entries
+        /// written before the field existed keep their signed bytes.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        proxy_protocol: bool,
     },
     /// An external WireGuard peer of a network, connecting through one member node.
     Access {

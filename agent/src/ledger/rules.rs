@@ -106,6 +106,39 @@ pub enum Rejection {
         address: IpAddr,
         by: UserText,
     },
+    #[error(
+        "{field}: {address} is the gateway endpoint's address in {subnet} (the last host of a \
+         member's IPv4 subnet, `::fe` in its IPv6 subnet)"
+    )]
+    GatewayEndpointAddress {
+        field: &'static str,
+        address: IpAddr,
+        subnet: String,
+    },
+    #[error(
+        "proxy_protocol: only a tls_passthrough gateway sends PROXY headers; an http gateway \
+         passes the client's address in X-Forwarded-For"
+    )]
+    ProxyProtocolWithHttp,
+    #[error("hostnames: `{hostname}` is listed twice")]
+    DuplicateHostname { hostname: UserText },
+    #[error(
+        "hostnames: `{hostname}` is served by gateway `{gateway}` of another owner; it is free \
+         again once that gateway is deleted"
+    )]
+    HostnameTaken {
+        hostname: UserText,
+        gateway: UserText,
+    },
+    #[error(
+        "hostnames: `{hostname}` is already served in this mode on node {node_id} by `{gateway}`; \
+         a second gateway for it belongs on another node"
+    )]
+    HostnameOnNode {
+        hostname: UserText,
+        node_id: u32,
+        gateway: UserText,
+    },
     #[error("node_id: node {node_id} has no public address for a gateway")]
     NoPublicAddress { node_id: u32 },
     #[error("hostnames: `{value}` is not a DNS name")]

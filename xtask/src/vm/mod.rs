@@ -116,13 +116,14 @@ fn test_executables() -> anyhow::Result<Vec<PathBuf>> {
             && message["target"]["kind"]
                 .as_array()
                 .is_some_and(|k| k.iter().any(|k| k == "test"));
-        // Host only: the etcd tests and the harness's own test exercise userspace (etcd is
-        // not in the guest), nothing of the kernel; the scale test's thousand namespaces would
+        // Host only: the etcd tests, `gateway dns` (a client's probes; curl and openssl are
+        // not in the guest) and the harness's own test exercise userspace (etcd is not in the
+        // guest), nothing of the kernel; the scale test's thousand namespaces would
         // take many minutes under TCG and measure the neighbour tables, which every kernel
         // here shares.
         let kernel_relevant = !matches!(
             message["target"]["name"].as_str(),
-            Some("ledger_etcd" | "harness" | "scale")
+            Some("ledger_etcd" | "gateway_dns" | "harness" | "scale")
         );
         if is_test
             && kernel_relevant

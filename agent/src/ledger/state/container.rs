@@ -6,7 +6,7 @@ use ipnet::IpNet;
 
 use super::{Container, GridState, Placement};
 use crate::ledger::{
-    address::{check_host, derive_ipv6},
+    address::{check_host, check_not_endpoint, derive_ipv6},
     rules::Rejection,
 };
 
@@ -22,6 +22,8 @@ impl GridState {
         let ipv6 = ipv6.unwrap_or_else(|| derive_ipv6(&member.subnet_v6, ipv4));
         check_host("ipv4", IpAddr::V4(ipv4), &IpNet::V4(member.subnet))?;
         check_host("ipv6", IpAddr::V6(ipv6), &IpNet::V6(member.subnet_v6))?;
+        check_not_endpoint("ipv4", IpAddr::V4(ipv4), &member)?;
+        check_not_endpoint("ipv6", IpAddr::V6(ipv6), &member)?;
         for (field, address) in [("ipv4", IpAddr::V4(ipv4)), ("ipv6", IpAddr::V6(ipv6))] {
             if let Some(by) = self.address_user(&net_key, address) {
                 return Err(Rejection::AddressInUse {

@@ -28,7 +28,13 @@ impl GridState {
                 ("network", removed.is_some())
             }
             ObjectKind::Container => ("container", self.containers.remove(&key).is_some()),
-            ObjectKind::Gateway => ("gateway", self.gateways.remove(&key).is_some()),
+            ObjectKind::Gateway => {
+                let removed = self.gateways.remove(&key);
+                for hostname in removed.iter().flat_map(|g| &g.hostnames) {
+                    self.release_hostname(hostname, &key);
+                }
+                ("gateway", removed.is_some())
+            }
             ObjectKind::Access => {
                 let removed = self.access.remove(&key);
                 if let Some(access) = &removed {

@@ -13,7 +13,7 @@ mod lookup;
 mod network;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
@@ -63,6 +63,7 @@ pub struct Gateway {
     pub hostnames: Vec<String>,
     pub backends: Vec<SocketAddr>,
     pub mode: GatewayMode,
+    pub proxy_protocol: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -88,6 +89,9 @@ pub struct GridState {
     /// Who uses each WireGuard key: derived, for the rule that keys are never shared.
     #[serde(skip)]
     wg_keys: BTreeMap<WgKey, KeyUser>,
+    /// The gateways serving each host name: derived, for the rule that one owner holds a name.
+    #[serde(skip)]
+    hostnames: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Where a new container, gateway or access peer goes: its author and name, the author's
@@ -163,11 +167,12 @@ impl GridState {
                 hostnames,
                 backends,
                 mode,
+                proxy_protocol,
             } => self.apply_gateway(
                 &Placement::new(author, name, network, *node_id),
                 hostnames,
                 backends,
-                *mode,
+                (*mode, *proxy_protocol),
             ),
             Body::Access {
                 name,

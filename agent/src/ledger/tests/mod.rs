@@ -1,6 +1,7 @@
 //! The ledger's rules, one bad entry at a time, and random damage to a good chain.
 
 mod documents;
+mod gateways;
 mod refusals;
 mod rules;
 

@@ -110,6 +110,7 @@ fn bad_entries_are_refused_with_their_reason_and_change_nothing() {
             hostnames: vec!["a.example.org".into()],
             backends: vec!["10.1.1.2:80".parse().expect("addr")],
             mode: GatewayMode::Http,
+            proxy_protocol: false,
         },
     );
     check(&mut g, e, &|e| matches!(e, R::NoPublicAddress { .. })); // 21
@@ -158,6 +159,7 @@ fn bad_entries_are_refused_with_their_reason_and_change_nothing() {
             hostnames: vec!["not a host".into()],
             backends: vec!["10.1.1.2:80".parse().expect("addr")],
             mode: GatewayMode::TlsPassthrough,
+            proxy_protocol: false,
         },
     );
     check(&mut g, e, &|e| matches!(e, R::BadHostname { .. })); // 28

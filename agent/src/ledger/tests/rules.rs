@@ -40,6 +40,7 @@ fn oversized_entries_are_refused_and_quoted_short() {
             .map(|i| std::net::SocketAddr::from(([10, 1, 1, 2], 1000 + i as u16)))
             .collect(),
         mode: GatewayMode::Http,
+        proxy_protocol: false,
     };
     let e = g.sign("alice", gateway(limits::MAX_HOSTNAMES + 1, 1));
     g.refuse(e, too_many("hostnames"));
@@ -93,6 +94,7 @@ fn oversized_entries_are_refused_and_quoted_short() {
             hostnames: vec![format!("{}.org", &long[..2000])],
             backends: vec!["10.1.1.2:80".parse().expect("addr")],
             mode: GatewayMode::Http,
+            proxy_protocol: false,
         },
     );
     g.refuse(e, |e| matches!(e, R::BadHostname { .. }) && quoted(e));
@@ -224,6 +226,7 @@ fn ipv4_mapped_addresses_are_judged_as_ipv4() {
             hostnames: vec!["www2.example.org".into()],
             backends: vec!["[::ffff:10.9.0.1]:80".parse().expect("addr")],
             mode: GatewayMode::Http,
+            proxy_protocol: false,
         },
     );
     g.refuse(e, |e| {
@@ -244,6 +247,7 @@ fn ipv4_mapped_addresses_are_judged_as_ipv4() {
             hostnames: vec!["www2.example.org".into()],
             backends: vec!["[::ffff:10.1.1.2]:80".parse().expect("addr")],
             mode: GatewayMode::Http,
+            proxy_protocol: false,
         },
     );
     assert_eq!(
