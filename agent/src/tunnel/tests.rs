@@ -296,7 +296,7 @@ proptest! {
 
 #[tokio::test]
 async fn a_bad_spec_is_refused_before_anything_is_created() {
-    let mut tunnels = super::Tunnels::new([7; 32]);
+    let mut tunnels = super::Tunnels::new([7; 32], None);
     let own = tunnels.public_key();
     let bad = super::TunnelSpec {
         network: "net".into(),
