@@ -16,6 +16,7 @@
 //! - [`TempDir`]: a scratch directory of the test's own.
 //! - [`wait::until`]: wait on a condition with a deadline (never sleep and hope).
 //! - [`listens_on`], [`socket_inodes`], [`inet_sockets`]: what a process holds, from `/proc`.
+//! - [`Node::wg`]: `wg` from wireguard-tools against a node's tunnels.
 //! - [`names`]: how everything the tests create is named; [`proto`]: protocol numbers.
 
 mod agent;
@@ -35,6 +36,7 @@ mod tempdir;
 mod traffic;
 mod uplink;
 pub mod wait;
+mod wg;
 
 pub use agent::{Agent, healthy};
 pub use capture::{Capture, read_capture};
