@@ -34,9 +34,9 @@ fn node_key(grid: &Grid, node: u32) -> anyhow::Result<NodeKey> {
     Ok(NodeKey::read(&grid.node(node).workdir().join("node.key"))?)
 }
 
-/// Node 1's alice/web tunnel device, as its status names it.
-fn ifname(grid: &Grid) -> anyhow::Result<String> {
-    let status = grid.agent(1)?.status()?;
+/// Node `node`'s alice/web tunnel device, as its status names it.
+fn tunnel_ifname(grid: &Grid, node: u32) -> anyhow::Result<String> {
+    let status = grid.agent(node)?.status()?;
     status["tunnels"]
         .as_array()
         .into_iter()
@@ -44,7 +44,7 @@ fn ifname(grid: &Grid) -> anyhow::Result<String> {
         .find(|t| t["network"] == "alice/web")
         .and_then(|t| t["ifname"].as_str())
         .map(str::to_owned)
-        .with_context(|| format!("node 1 has no alice/web tunnel: {status:#}"))
+        .with_context(|| format!("node {node} has no alice/web tunnel: {status:#}"))
 }
 
 #[test]
@@ -52,7 +52,7 @@ fn wg_show_reads_an_agents_tunnel_and_wg_set_changes_nothing() -> anyhow::Result
     let (grid, seq) = grid()?;
     w1_reaches_w2(&grid)?;
     let node1 = grid.node(1);
-    let ifname = ifname(&grid)?;
+    let ifname = tunnel_ifname(&grid, 1)?;
     let own = node_key(&grid, 1)?;
     let peer = node_key(&grid, 2)?.public().to_string();
     let endpoint = format!("192.0.2.2:{WIREGUARD_PORT}");
@@ -163,10 +163,11 @@ fn wg_show_reads_an_agents_tunnel_and_wg_set_changes_nothing() -> anyhow::Result
 }
 
 #[test]
-fn the_socket_lives_with_the_tunnel_and_a_stale_one_is_replaced() -> anyhow::Result<()> {
+fn the_socket_lives_with_the_tunnel_and_the_agent_and_a_stale_one_is_replaced() -> anyhow::Result<()>
+{
     let (mut grid, seq) = grid()?;
     w1_reaches_w2(&grid)?;
-    let ifname = ifname(&grid)?;
+    let ifname = tunnel_ifname(&grid, 1)?;
     let socket = grid.node(1).uapi_dir().join(format!("{ifname}.sock"));
     ensure!(socket.exists(), "{} is served", socket.display());
 
@@ -176,6 +177,26 @@ fn the_socket_lives_with_the_tunnel_and_a_stale_one_is_replaced() -> anyhow::Res
     grid.restart(1, "uplinks: [up0]\n", seq)?;
     let show = grid.node(1).wg_ok(&["show", &ifname])?;
     ensure!(show.contains("peer: "), "{show}");
+
+    // An agent stopped as a service manager stops it takes its sockets with it.
+    let node2_socket = grid
+        .node(2)
+        .uapi_dir()
+        .join(format!("{}.sock", tunnel_ifname(&grid, 2)?));
+    ensure!(
+        node2_socket.exists(),
+        "{} is served",
+        node2_socket.display()
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(grid.agent(2)?.pid())?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+    wait::until(
+        Duration::from_secs(10),
+        "node 2's socket gone after SIGTERM",
+        || Ok(node2_socket.exists()),
+        |&exists| !exists,
+    )?;
+    grid.kill(2);
 
     // Node 2 leaves the network: node 1's tunnel goes, and its socket with it.
     grid.ledger.submit(
