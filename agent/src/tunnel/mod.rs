@@ -13,6 +13,9 @@
 //!   carries; anything else: by receiver index), decrypted, and written to the TUN device only if
 //!   its source is in that peer's allowed IPs; otherwise dropped and counted.
 //!
+//! Each tunnel also serves WireGuard's userspace API read-only, so `wg show` works against it
+//! (`uapi`).
+//!
 //! See `docs/tunnels.md` for the design and what is still missing.
 
 mod allowed_ips;
@@ -104,7 +107,7 @@ pub enum TunnelError {
         "tunnel of network `{network}` stopped (its TUN device failed); it is started again by the next ensure"
     )]
     Stopped { network: String },
-    #[error("tunnel of network `{network}`: `wg`'s socket")]
+    #[error("tunnel of network `{network}`: cannot serve `wg show`")]
     Uapi {
         network: String,
         #[source]
