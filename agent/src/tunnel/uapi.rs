@@ -119,10 +119,15 @@ impl Listener {
         };
         let _ = std::fs::remove_file(&temporary);
         let listener = std::os::unix::net::UnixListener::bind(&temporary).map_err(bind_error)?;
-        let placed = std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))
-            .and_then(|()| std::fs::rename(&temporary, &path))
-            .and_then(|()| listener.set_nonblocking(true))
-            .and_then(|()| std::fs::symlink_metadata(&path));
+        // Nothing can fail after the rename but `from_std`, and then the file is removed with
+        // `file`; the inode is the same under either name.
+        let placed = listener
+            .set_nonblocking(true)
+            .and_then(|()| {
+                std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))
+            })
+            .and_then(|()| std::fs::symlink_metadata(&temporary))
+            .and_then(|metadata| std::fs::rename(&temporary, &path).map(|()| metadata));
         let metadata = match placed {
             Ok(metadata) => metadata,
             Err(source) => {
