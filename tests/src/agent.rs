@@ -32,12 +32,14 @@ impl Agent {
         }
         let socket = workdir.join("agent.sock");
         let config = format!(
-            "node_id: {node_id}\nkey_file: {}\npin_root: {}\nstate_dir: {}\nnetns_prefix: {}\ncontrol_socket: {}\n{extra_config}",
+            "node_id: {node_id}\nkey_file: {}\npin_root: {}\nstate_dir: {}\nnetns_prefix: {}\ncontrol_socket: {}\nuapi_dir: {}\n{extra_config}",
             key.display(),
             node.pin_root.display(),
             workdir.join("state").display(),
             node.prefix,
             socket.display(),
+            // Each node its own: tunnel names repeat between nodes on one machine.
+            node.uapi_dir().display(),
         );
         let path = workdir.join("node.yaml");
         std::fs::write(&path, config)?;

@@ -19,6 +19,7 @@
 //! - [`TempDir`]: a scratch directory of the test's own.
 //! - [`wait::until`]: wait on a condition with a deadline (never sleep and hope).
 //! - [`listens_on`], [`socket_inodes`], [`inet_sockets`]: what a process holds, from `/proc`.
+//! - [`Node::wg`]: `wg` from wireguard-tools against a node's tunnels.
 //! - [`names`]: how everything the tests create is named; [`proto`]: protocol numbers.
 
 mod agent;
@@ -39,6 +40,7 @@ mod tempdir;
 mod traffic;
 mod uplink;
 pub mod wait;
+mod wg;
 mod wg_client;
 
 pub use agent::{Agent, healthy};

@@ -77,7 +77,7 @@ impl TunnelNode {
                 };
                 let _ = started.send(Ok(()));
                 runtime.block_on(async move {
-                    let mut tunnels = Tunnels::new(private_key);
+                    let mut tunnels = Tunnels::new(private_key, None);
                     while let Some(command) = inbox.recv().await {
                         match command {
                             Ask::Ensure(spec, reply) => {
@@ -189,7 +189,7 @@ impl Site {
         ip(ns.name(), &["link", "set", "lo", "up"])?;
         Ok(Self {
             ns,
-            public_key: Tunnels::new(private_key).public_key(),
+            public_key: Tunnels::new(private_key, None).public_key(),
             private_key,
             n,
         })

@@ -39,6 +39,8 @@ impl ApplyArgs {
             attach: self.attach,
             uplinks: self.uplinks,
             mtu: crate::reconcile::DEFAULT_MTU,
+            // `apply` runs no tunnels.
+            uapi_dir: None,
         };
         reconcile::validate(&plan)
             .with_context(|| format!("{} is refused; nothing was changed", self.plan.display()))?;

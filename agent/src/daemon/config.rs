@@ -51,6 +51,15 @@ pub struct NodeConfigFile {
     /// bytes over IPv6, 60 over IPv4.
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+    /// Where each tunnel serves WireGuard's userspace API, read-only, as `<ifname>.sock` (default
+    /// [`crate::tunnel::DEFAULT_UAPI_DIR`], where `wg show` looks). Nodes sharing one machine
+    /// need one each: their tunnels' names repeat.
+    #[serde(default = "default_uapi_dir")]
+    pub uapi_dir: PathBuf,
+}
+
+fn default_uapi_dir() -> PathBuf {
+    crate::tunnel::DEFAULT_UAPI_DIR.into()
 }
 
 fn default_mtu() -> u16 {
@@ -150,6 +159,9 @@ impl NodeConfigFile {
                 "use letters, digits, `-`, `_`, `.` (and not empty)",
             );
         }
+        if !self.uapi_dir.is_absolute() {
+            return invalid("uapi_dir", "must be an absolute path");
+        }
         if !self.control_socket.is_absolute() {
             return invalid("control_socket", "must be an absolute path");
         }
@@ -190,6 +202,7 @@ mod tests {
         assert_eq!(config.pin_root, PathBuf::from("/sys/fs/bpf/gridnet"));
         assert_eq!(config.netns_prefix, "gn-");
         assert_eq!(config.attach, AttachPreference::Auto);
+        assert_eq!(config.uapi_dir, PathBuf::from("/var/run/wireguard"));
     }
 
     #[test]
@@ -201,6 +214,7 @@ mod tests {
             (valid() + "netns_prefix: \"\"\n", "netns_prefix"),
             (valid() + "resync_seconds: 0\n", "resync_seconds"),
             (valid() + "mtu: 576\n", "mtu"),
+            (valid() + "uapi_dir: run/wireguard\n", "uapi_dir"),
             (valid() + "surprise: 1\n", "unknown field"),
             (
                 valid().replace(

@@ -65,6 +65,7 @@ pub async fn run(config: NodeConfigFile) -> anyhow::Result<()> {
         attach: config.attach,
         uplinks: config.uplinks.clone(),
         mtu: config.mtu,
+        uapi_dir: Some(config.uapi_dir.clone()),
     };
     let key = crate::ledger::keys::NodeKey::read(&config.key_file)
         .with_context(|| format!("cannot read the node key {}", config.key_file.display()))?;

@@ -43,6 +43,8 @@ pub struct NodeConfig {
     /// The MTU of container links and tunnel devices: what fits in one underlay packet once
     /// WireGuard has wrapped it (see [`DEFAULT_MTU`]).
     pub mtu: u16,
+    /// Where each tunnel serves `wg show` (`None`: not served).
+    pub uapi_dir: Option<PathBuf>,
 }
 
 /// The default container and tunnel MTU: a 1,500-byte underlay less WireGuard's overhead over
@@ -58,6 +60,7 @@ impl Default for NodeConfig {
             attach: AttachPreference::Auto,
             uplinks: Vec::new(),
             mtu: DEFAULT_MTU,
+            uapi_dir: None,
         }
     }
 }
@@ -120,11 +123,12 @@ impl Reconciler {
     pub fn open(config: NodeConfig, tunnel_key: Option<[u8; 32]>) -> Result<Self, ReconcileError> {
         let netlink = Netlink::connect()?;
         let dataplane = Dataplane::open(&config.pin_root, config.attach, netlink.clone())?;
+        let tunnels = tunnel_key.map(|key| Tunnels::new(key, config.uapi_dir.clone()));
         Ok(Self {
             config,
             netlink,
             dataplane,
-            tunnels: tunnel_key.map(Tunnels::new),
+            tunnels,
             verified: BTreeSet::new(),
         })
     }

@@ -13,6 +13,9 @@
 //!   carries; anything else: by receiver index), decrypted, and written to the TUN device only if
 //!   its source is in that peer's allowed IPs; otherwise dropped and counted.
 //!
+//! Each tunnel also serves WireGuard's userspace API read-only, so `wg show` works against it
+//! (`uapi`).
+//!
 //! See `docs/tunnels.md` for the design and what is still missing.
 
 mod allowed_ips;
@@ -29,8 +32,9 @@ mod status;
 #[cfg(test)]
 mod tests;
 mod too_big;
+mod uapi;
 
-use std::{collections::HashMap, io, sync::Arc};
+use std::{collections::HashMap, io, path::PathBuf, sync::Arc};
 
 use base64::Engine as _;
 use ipnet::IpNet;
@@ -44,9 +48,11 @@ use engine::{Control, Engine};
 use outbox::Outbox;
 use router::Router;
 use socket::TunnelSocket;
+use uapi::UapiServer;
 
 pub use spec::{MAX_MTU, MIN_MTU, PeerSpec, TunnelSpec};
 pub use status::{DropCounts, DropReason, PeerStatus, TunnelStatus};
+pub use uapi::{DEFAULT_UAPI_DIR, UapiError};
 
 /// Control messages that may wait for a tunnel's task; `ensure` waits for each to be applied,
 /// so one at a time is all that is ever queued.
@@ -102,12 +108,20 @@ pub enum TunnelError {
         "tunnel of network `{network}` stopped (its TUN device failed); it is started again by the next ensure"
     )]
     Stopped { network: String },
+    #[error("tunnel of network `{network}`: cannot serve `wg show`")]
+    Uapi {
+        network: String,
+        #[source]
+        source: UapiError,
+    },
 }
 
 /// Every network's tunnel on this node.
 pub struct Tunnels {
     private_key: [u8; 32],
     public_key: [u8; 32],
+    /// Where each tunnel's `wg` socket is served (`None`: not served).
+    uapi_dir: Option<PathBuf>,
     running: HashMap<String, Running>,
 }
 
@@ -118,6 +132,8 @@ struct Running {
     control: mpsc::Sender<Control>,
     task: JoinHandle<()>,
     status: watch::Receiver<TunnelStatus>,
+    /// The tunnel's `wg` socket; dropped (the file removed) with the tunnel.
+    uapi: Option<UapiServer>,
 }
 
 impl Running {
@@ -144,14 +160,17 @@ impl Running {
 }
 
 impl Tunnels {
-    /// The tunnels of a node whose x25519 static private key is `private_key`.
-    pub fn new(private_key: [u8; 32]) -> Self {
+    /// The tunnels of a node whose x25519 static private key is `private_key`. With
+    /// `uapi_dir`, each tunnel serves `wg show` on `<uapi_dir>/<ifname>.sock` (read-only; see
+    /// `docs/tunnels.md`).
+    pub fn new(private_key: [u8; 32], uapi_dir: Option<PathBuf>) -> Self {
         let public_key =
             boringtun::x25519::PublicKey::from(&boringtun::x25519::StaticSecret::from(private_key))
                 .to_bytes();
         Self {
             private_key,
             public_key,
+            uapi_dir,
             running: HashMap::new(),
         }
     }
@@ -190,7 +209,14 @@ impl Tunnels {
             self.remove(&spec.network).await?;
         }
         match self.running.get_mut(&spec.network) {
-            Some(running) => update(running, spec).await,
+            Some(running) => {
+                let updated = update(running, spec).await;
+                // What did change is served, even when a later step failed.
+                if let Some(uapi) = &running.uapi {
+                    uapi.publish(&running.spec);
+                }
+                updated
+            }
             None => {
                 let running = self.start(spec)?;
                 self.running.insert(spec.network.clone(), running);
@@ -200,6 +226,16 @@ impl Tunnels {
     }
 
     fn start(&self, spec: &TunnelSpec) -> Result<Running, TunnelError> {
+        // First: a socket that cannot be served refuses the tunnel before anything is made.
+        let uapi = self
+            .uapi_dir
+            .as_deref()
+            .map(|dir| uapi::Listener::bind(dir, &spec.ifname))
+            .transpose()
+            .map_err(|source| TunnelError::Uapi {
+                network: spec.network.clone(),
+                source,
+            })?;
         let socket = bind(spec)?;
         let device =
             Device::open(&spec.ifname, spec.mtu).map_err(|source| TunnelError::Device {
@@ -230,6 +266,7 @@ impl Tunnels {
             status,
         };
         let task = tokio::spawn(engine.run(control_rx));
+        let uapi = uapi.map(|listener| listener.serve(self.private_key, spec, status_rx.clone()));
         tracing::info!(network = %spec.network, ifname = %spec.ifname, ifindex = device.ifindex, "tunnel started");
         Ok(Running {
             spec: spec.clone(),
@@ -237,6 +274,7 @@ impl Tunnels {
             control,
             task,
             status: status_rx,
+            uapi,
         })
     }
 
@@ -251,8 +289,11 @@ impl Tunnels {
             device,
             control,
             task,
+            uapi,
             ..
         } = running;
+        // `wg` stops seeing the tunnel first.
+        drop(uapi);
         drop(control);
         // The task ends when it sees the channel closed; its copy of the device goes with it.
         let _ = task.await;
@@ -274,9 +315,11 @@ impl Tunnels {
     }
 
     /// Stops every tunnel's task and waits for them, leaving the TUN devices (persistent) for
-    /// the next run to take over.
+    /// the next run to take over. The `wg` sockets are removed: with the tasks stopped, nothing
+    /// moves packets through the devices, and nothing would answer on them.
     pub async fn shutdown(mut self) {
         for (_, running) in self.running.drain() {
+            drop(running.uapi);
             drop(running.control);
             let _ = running.task.await;
         }
@@ -318,7 +361,8 @@ impl Tunnels {
 }
 
 impl Drop for Tunnels {
-    /// Stops the tasks; the devices stay (persistent), for the next run to take over.
+    /// Stops the tasks; the devices stay (persistent), for the next run to take over. The `wg`
+    /// sockets go with their tunnels' entries.
     fn drop(&mut self) {
         for running in self.running.values() {
             running.task.abort();

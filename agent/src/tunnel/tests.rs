@@ -296,7 +296,7 @@ proptest! {
 
 #[tokio::test]
 async fn a_bad_spec_is_refused_before_anything_is_created() {
-    let mut tunnels = super::Tunnels::new([7; 32]);
+    let mut tunnels = super::Tunnels::new([7; 32], None);
     let own = tunnels.public_key();
     let bad = super::TunnelSpec {
         network: "net".into(),
@@ -356,4 +356,33 @@ fn an_access_peer_reaches_other_nodes_through_its_node() {
     assert_eq!(b.tun.len(), 1, "neither reached B");
     let seen = a.peer(&laptop.public).drops;
     assert_eq!((seen.allowed_ips, seen.hop_limit), (1, 1), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_tunnel_whose_wg_socket_cannot_be_served_is_refused_before_anything_is_created() {
+    // A regular file where the socket directory should be.
+    let file = std::env::temp_dir().join(format!("gridnet-uapi-file-{}", std::process::id()));
+    std::fs::write(&file, b"").expect("file");
+    let mut tunnels = super::Tunnels::new([7; 32], Some(file.clone()));
+    let spec = super::TunnelSpec {
+        network: "net".into(),
+        ifname: "gn-uapi-refused".into(),
+        listen_port: 0,
+        mtu: 1420,
+        peers: Vec::new(),
+    };
+    let err = tunnels
+        .ensure(&spec)
+        .await
+        .expect_err("no socket directory");
+    let _ = std::fs::remove_file(&file);
+    assert!(matches!(err, super::TunnelError::Uapi { .. }), "{err}");
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert!(
+        chain.contains("uapi_dir"),
+        "the error says what to set: {chain}"
+    );
+    assert!(tunnels.specs().is_empty());
+    // No device was made (it would need root, which this test does not have to have).
+    assert!(!std::path::Path::new("/sys/class/net/gn-uapi-refused").exists());
 }

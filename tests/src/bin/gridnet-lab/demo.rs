@@ -22,8 +22,8 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use gridnet_agent::ledger::Body;
 use gridnet_tests::{
-    Grid, TempDir, WgClient, WgKeys, fetch_in, gridnet_bin, proto::WIREGUARD_PORT,
-    serve_identity, wait,
+    Grid, TempDir, WgClient, WgKeys, fetch_in, gridnet_bin, proto::WIREGUARD_PORT, serve_identity,
+    wait,
 };
 
 #[derive(Debug, clap::Args)]
@@ -153,7 +153,13 @@ fn access_config(grid: &Grid, keys: &WgKeys) -> anyhow::Result<String> {
     let out = Command::new(gridnet_bin()?)
         .args(["access-config", "--ledger"])
         .arg(grid.ledger.file.path())
-        .args(["--network", "alice/web", "--name", "laptop", "--private-key-file"])
+        .args([
+            "--network",
+            "alice/web",
+            "--name",
+            "laptop",
+            "--private-key-file",
+        ])
         .arg(&keys.private_file)
         .output()?;
     ensure!(
