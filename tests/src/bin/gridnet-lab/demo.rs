@@ -127,6 +127,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
+    let node2 = grid.agent(2)?.status()?;
+    let web = node2["tunnels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["network"] == "alice/web")
+        .and_then(|t| t["ifname"].as_str())
+        .context("node 2 has no tunnel for alice/web")?
+        .to_owned();
+    println!(
+        "\n`wg show {web}` on node 2 (Debian's wg, through gridnet's read-only UAPI socket; the laptop is a peer):\n{}",
+        grid.node(2).wg_ok(&["show", &web])?
+    );
     if args.once {
         println!("demo: {mismatches} mismatches; tearing down");
         drop(grid);
