@@ -117,13 +117,16 @@ fn test_executables() -> anyhow::Result<Vec<PathBuf>> {
                 .as_array()
                 .is_some_and(|k| k.iter().any(|k| k == "test"));
         // Host only: the etcd tests, `gateway dns` (a client's probes; curl and openssl are
-        // not in the guest) and the harness's own test exercise userspace (etcd is not in the
-        // guest), nothing of the kernel; the scale test's thousand namespaces would
+        // not in the guest), the access peers (wireguard-go clients set up with wg-quick, a bash
+        // script; their kernel path is the overlay's, which runs in the guest), the wg UAPI
+        // socket (userspace, run through `unshare` and a tmpfs mount) and the harness's own
+        // test exercise userspace (etcd is not in the guest), nothing of the kernel; the scale
+        // test's thousand namespaces would
         // take many minutes under TCG and measure the neighbour tables, which every kernel
         // here shares.
         let kernel_relevant = !matches!(
             message["target"]["name"].as_str(),
-            Some("ledger_etcd" | "gateway_dns" | "harness" | "scale")
+            Some("ledger_etcd" | "gateway_dns" | "access" | "wg_uapi" | "harness" | "scale")
         );
         if is_test
             && kernel_relevant
