@@ -116,8 +116,9 @@ fn test_executables() -> anyhow::Result<Vec<PathBuf>> {
             && message["target"]["kind"]
                 .as_array()
                 .is_some_and(|k| k.iter().any(|k| k == "test"));
-        // Host only: the etcd tests, `gateway dns` (a client's probes; curl and openssl are
-        // not in the guest), the access peers (wireguard-go clients set up with wg-quick, a bash
+        // Host only: the etcd tests, the gateways and `gateway dns` (public clients and
+        // backends: curl, openssl and busybox httpd are not in the guest; the kernel path is
+        // the overlay's, which runs there), the access peers (wireguard-go clients set up with wg-quick, a bash
         // script; their kernel path is the overlay's, which runs in the guest), the wg UAPI
         // socket (userspace, run through `unshare` and a tmpfs mount) and the harness's own
         // test exercise userspace (etcd is not in the guest), nothing of the kernel; the scale
@@ -126,7 +127,15 @@ fn test_executables() -> anyhow::Result<Vec<PathBuf>> {
         // here shares.
         let kernel_relevant = !matches!(
             message["target"]["name"].as_str(),
-            Some("ledger_etcd" | "gateway_dns" | "access" | "wg_uapi" | "harness" | "scale")
+            Some(
+                "ledger_etcd"
+                    | "gateway"
+                    | "gateway_dns"
+                    | "access"
+                    | "wg_uapi"
+                    | "harness"
+                    | "scale"
+            )
         );
         if is_test
             && kernel_relevant
