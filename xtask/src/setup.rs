@@ -19,6 +19,7 @@ const PACKAGES: &[&str] = &[
     "bpftool",           // inspecting programs and maps
     "tcpdump",           // captures while debugging
     "curl",              // a real HTTP client for gateways
+    "wrk",               // HTTP load for the gateway benchmark
     "openssl",           // a CA, certificates and a TLS server behind gateways in tests
     "wireguard-tools",   // `wg`, against gridnet's UAPI
     "nftables",          // the baseline of the XDP guard benchmark

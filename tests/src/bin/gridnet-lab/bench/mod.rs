@@ -3,6 +3,7 @@
 
 mod agent;
 mod fastpath;
+mod gateway;
 mod ledger;
 mod reconcile;
 mod tunnel;
@@ -17,16 +18,17 @@ pub struct Args {
     /// Seconds each measurement runs.
     #[arg(long, default_value_t = 3)]
     seconds: u64,
-    /// Run only these benchmarks (fastpath, tunnel, reconcile, uplink, ledger, agent) and print
+    /// Run only these benchmarks (fastpath, tunnel, gateway, reconcile, uplink, ledger, agent) and print
     /// them; docs/benchmarks.md is only written by a full run.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
 
 /// The benchmarks, in the order of docs/benchmarks.md.
-const ALL: [&str; 6] = [
+const ALL: [&str; 7] = [
     "fastpath",
     "tunnel",
+    "gateway",
     "reconcile",
     "uplink",
     "ledger",
@@ -53,6 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sections.push(match name {
             "fastpath" => fastpath::run(args.seconds)?,
             "tunnel" => tunnel::run(args.seconds)?,
+            "gateway" => gateway::run(args.seconds)?,
             "reconcile" => reconcile::run()?,
             "uplink" => uplink::run(args.seconds)?,
             "ledger" => ledger::run()?,
