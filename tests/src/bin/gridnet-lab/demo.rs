@@ -11,7 +11,9 @@
 //! nodes; the matrix reaches every pair, on one node or across nodes. A laptop (a namespace on
 //! the underlay running wireguard-go with the configuration `gridnet access-config` prints)
 //! joins alice/web as an access peer through node 2: its row reaches alice's containers on every
-//! node and nothing of bob's.
+//! node and nothing of bob's. Two web gateways, on nodes 1 and 2, serve one name from a web
+//! server in web4 on node 3: an "internet" namespace fetches the page through each with curl,
+//! and `gridnet gateway dns` prints the records of both.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -20,10 +22,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use gridnet_agent::ledger::Body;
+use gridnet_agent::{ledger::Body, plan::GatewayMode};
 use gridnet_tests::{
-    Grid, TempDir, WgClient, WgKeys, fetch_in, gridnet_bin, proto::WIREGUARD_PORT, serve_identity,
-    wait,
+    Grid, HttpServer, INTERNET_IP, Internet, TempDir, WgClient, WgKeys, fetch_in, gateway_entry,
+    gridnet_bin, proto::WIREGUARD_PORT, serve_identity, wait,
 };
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +77,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ],
         },
     )?;
+    println!(
+        "demo: nodes 1 and 2 publish public addresses; alice's gateways `site1` (node 1) and `site2` (node 2) serve {SITE} from web4:{SITE_PORT} on node 3"
+    );
+    grid.publish(1)?;
+    grid.publish(2)?;
+    let mut last = last;
+    for (name, node) in [("site1", 1), ("site2", 2)] {
+        last = grid.ledger.submit(
+            "alice",
+            gateway_entry(
+                name,
+                "web",
+                node,
+                &[SITE],
+                &[&format!("10.1.3.2:{SITE_PORT}")],
+                GatewayMode::Http,
+            )?,
+        )?;
+    }
     println!("demo: starting `gridnet run` on each node (XDP guard on its uplink)");
     grid.start("uplinks: [up0]\n", last)?;
     let config = access_config(&grid, &keys)?;
@@ -127,6 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
+    gateways(&grid)?;
     let node2 = grid.agent(2)?.status()?;
     let web = node2["tunnels"]
         .as_array()
@@ -154,6 +176,73 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     wait_for_interrupt()?;
     println!("demo: tearing down");
+    Ok(())
+}
+
+/// The name alice's two gateways serve, and the port of the web server behind them.
+const SITE: &str = "www.alice.example";
+const SITE_PORT: u16 = 8080;
+
+/// The web server behind the gateways, a page fetched through each from the internet, and
+/// `gridnet gateway dns`.
+fn gateways(grid: &Grid) -> anyhow::Result<()> {
+    let _server = HttpServer::start(&grid.node(3).container_ns("alice.web4"), SITE_PORT)?;
+    let inet = Internet::attach(grid)?;
+    println!("\nweb gateways, from an \"internet\" namespace at {INTERNET_IP} with curl:");
+    for node in [1, 2] {
+        let resolve = format!("{SITE}:80:192.0.2.{node}");
+        let url = format!("http://{SITE}/");
+        let answer = wait::until(
+            Duration::from_secs(30),
+            &format!("{SITE} through node {node}"),
+            || Ok(inet.curl(&["--resolve", &resolve, &url])?),
+            |out| out.status.success() && !out.stdout.is_empty(),
+        )?;
+        println!(
+            "  curl --resolve {resolve} {url}\n    -> {}",
+            String::from_utf8_lossy(&answer.stdout).trim()
+        );
+    }
+    let ledger = grid.ledger.file.path().display().to_string();
+    let dns = inet.gridnet(&["gateway", "dns", "--name", SITE, "--ledger", &ledger])?;
+    println!(
+        "\n`gridnet gateway dns --name {SITE}` (the gateways that answer now):\n{}",
+        String::from_utf8_lossy(&dns.stdout)
+    );
+    for node in [1, 2] {
+        for gateway in grid.agent(node)?.status()?["gateways"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let backends: Vec<String> = gateway["backends"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|b| {
+                    format!(
+                        "{} {}",
+                        b["addr"].as_str().unwrap_or("?"),
+                        b["health"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            println!(
+                "node {node}: gateway {} for {} on {}, backends: {}, {} connections",
+                gateway["name"].as_str().unwrap_or("?"),
+                gateway["hostnames"],
+                gateway["listeners"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l["addr"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                backends.join(", "),
+                gateway["total_connections"]
+            );
+        }
+    }
     Ok(())
 }
 
