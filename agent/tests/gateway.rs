@@ -399,6 +399,16 @@ async fn malformed_and_oversized_requests_are_refused_and_the_gateway_goes_on() 
         String::from_utf8_lossy(&answer)
     );
 
+    // HTTP/2 with prior knowledge is not served: closed without an answer.
+    let mut h2c = TcpStream::connect(listen).await.expect("connect");
+    h2c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_to_close(&mut h2c, Duration::from_secs(5))
+        .await
+        .expect("closed");
+    assert_eq!(String::from_utf8_lossy(&answer), "");
+
     // No Host at all.
     let mut hostless = TcpStream::connect(listen).await.expect("connect");
     hostless
