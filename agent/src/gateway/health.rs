@@ -1,9 +1,9 @@
 //! Backend health from active checks, with hysteresis.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the checks say of a backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// Not checked yet. Gets traffic, so a new gateway serves before its first check ends.

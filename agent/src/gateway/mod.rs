@@ -102,6 +102,13 @@ pub struct GatewayFailure {
     pub error: GatewayError,
 }
 
+impl GatewayFailure {
+    /// The error and its causes, on one line (`cannot listen on ...: Address in use`).
+    pub fn reason(&self) -> String {
+        runtime::error_chain(&self.error)
+    }
+}
+
 #[derive(Debug)]
 struct Running {
     gateway: Arc<Gateway>,

@@ -2,13 +2,13 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::health::Health;
 use crate::vocab::GatewayMode;
 
 /// One running gateway.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatewayStatus {
     pub name: String,
     pub hostnames: Vec<String>,
@@ -25,7 +25,7 @@ pub struct GatewayStatus {
 }
 
 /// A listening address, possibly shared by several gateways.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListenerStatus {
     pub addr: SocketAddr,
     /// Client connections open now, for all the gateways on this address.
@@ -35,7 +35,7 @@ pub struct ListenerStatus {
 }
 
 /// One backend and what its health checks say.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendStatus {
     pub addr: SocketAddr,
     pub health: Health,
