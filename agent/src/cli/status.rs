@@ -53,6 +53,28 @@ impl StatusArgs {
                 c.name, c.network, c.ipv4, c.ipv6
             );
         }
+        for g in &status.gateways {
+            let listens: Vec<String> = g.listeners.iter().map(|l| l.addr.to_string()).collect();
+            let backends: Vec<String> = g
+                .backends
+                .iter()
+                .map(|b| format!("{} {:?}", b.addr, b.health).to_lowercase())
+                .collect();
+            println!(
+                "  gateway {} ({:?}) {} on {}: backends {}; {} connections open, {} in all",
+                g.name,
+                g.mode,
+                g.hostnames.join(","),
+                listens.join(","),
+                if backends.is_empty() {
+                    "-".to_owned()
+                } else {
+                    backends.join(", ")
+                },
+                g.active_connections,
+                g.total_connections,
+            );
+        }
         for r in &status.rejected {
             println!("rejected entry {}: {}", r.seq, r.reason);
         }

@@ -51,6 +51,9 @@ pub struct Status {
     pub netlink_sockets_opened: u64,
     /// The XDP guard on each uplink: how it runs (`native`, `generic`) or `none`.
     pub uplinks: Vec<UplinkStatus>,
+    /// Each web gateway: its listeners, its backends with their health, its connections.
+    #[serde(default)]
+    pub gateways: Vec<crate::gateway::GatewayStatus>,
 }
 
 /// The guard on one uplink.

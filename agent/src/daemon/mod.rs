@@ -40,7 +40,8 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
 /// container whose link went down is marked so before its peers notice.
 const LINK_EVENT_SETTLE: Duration = Duration::from_millis(50);
 
-/// How often `gridnet status` learns the tunnels' handshakes and counters between passes.
+/// How often `gridnet status` learns the tunnels' handshakes and counters, and the gateways'
+/// backend health, between passes.
 const TUNNEL_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the ledger says this node should host, as of one ledger position.
@@ -69,8 +70,9 @@ pub async fn run(config: NodeConfigFile) -> anyhow::Result<()> {
     };
     let key = crate::ledger::keys::NodeKey::read(&config.key_file)
         .with_context(|| format!("cannot read the node key {}", config.key_file.display()))?;
-    let reconciler = Reconciler::open(node_config, Some(key.private_bytes()))
+    let mut reconciler = Reconciler::open(node_config, Some(key.private_bytes()))
         .context("cannot open the node's datapath and netlink (run as root, with a bpffs)")?;
+    reconciler.serve_gateways(crate::gateway::Limits::default());
     let (tx, mut desired) = watch::channel(Desired::default());
     let follower = tokio::spawn(follow::follow(config.ledger.clone(), config.node_id, tx));
     // The first plan comes from the ledger, not from the empty default: wait for it.
@@ -111,7 +113,10 @@ async fn serve(
         tokio::select! {
             _ = tunnel_tick.tick() => {
                 let tunnels = reconciler.tunnel_status().iter().map(tunnel_report).collect();
-                status.write().await.tunnels = tunnels;
+                let gateways = reconciler.gateway_status();
+                let mut status = status.write().await;
+                status.tunnels = tunnels;
+                status.gateways = gateways;
                 continue;
             }
             changed = desired.changed() => {
@@ -176,6 +181,7 @@ async fn reconcile_once(reconciler: &mut Reconciler, target: &Desired, status: &
         .iter()
         .map(tunnel_report)
         .collect();
+    status.gateways = reconciler.gateway_status();
     status.program_loads = reconciler.dataplane().program_loads();
     status.netlink_sockets_opened = crate::netlink::connections_opened();
     match result {

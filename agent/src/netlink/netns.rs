@@ -61,6 +61,17 @@ impl Netns {
         })
     }
 
+    /// Opens the namespace mounted (or linked, as `/proc/<pid>/ns/net`) at `path`.
+    pub fn open_path(path: &Path) -> Result<Self, NetnsError> {
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|source| NetnsError::Io {
+            action: "open",
+            name: name.clone(),
+            source,
+        })?;
+        Ok(Self { name, file })
+    }
+
     /// The namespace of the calling thread.
     pub fn current() -> io::Result<Self> {
         Ok(Self {

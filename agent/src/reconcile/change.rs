@@ -32,6 +32,8 @@ pub enum Object {
     Guard,
     /// A network's tunnel to the other member nodes.
     Tunnel(String),
+    /// A web gateway, by its name on the ledger.
+    Gateway(String),
 }
 
 impl fmt::Display for Object {
@@ -45,6 +47,7 @@ impl fmt::Display for Object {
             Self::Uplink(name) => write!(f, "uplink {name}"),
             Self::Guard => f.write_str("the uplink guard's settings"),
             Self::Tunnel(network) => write!(f, "tunnel of network {network}"),
+            Self::Gateway(name) => write!(f, "gateway {name}"),
         }
     }
 }

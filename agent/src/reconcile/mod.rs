@@ -11,6 +11,7 @@
 mod apply;
 mod change;
 pub mod diff;
+pub mod gateway;
 pub mod names;
 pub mod observe;
 mod overlay;
@@ -24,6 +25,7 @@ pub use validate::{MAX_CONTAINER_NAME, PlanError, usable, validate};
 
 use crate::{
     dataplane::{AttachPreference, Dataplane, DataplaneError},
+    gateway::{GatewayStatus, Gateways, Limits},
     netlink::{Netlink, NetlinkError, NetnsError},
     plan::NodePlan,
     tunnel::{TunnelError, Tunnels},
@@ -112,6 +114,9 @@ pub struct Reconciler {
     dataplane: Dataplane,
     /// Every network's tunnel, on a node with a WireGuard key.
     tunnels: Option<Tunnels>,
+    /// The web gateways this node serves, once [`Reconciler::serve_gateways`] is called:
+    /// gateways live in the process, so a one-shot `gridnet apply` leaves them out.
+    gateways: Option<Gateways>,
     /// Containers whose own side was read and found right (or made right) in this agent's
     /// lifetime; see [`observe::Inside`].
     verified: BTreeSet<String>,
@@ -129,6 +134,7 @@ impl Reconciler {
             netlink,
             dataplane,
             tunnels,
+            gateways: None,
             verified: BTreeSet::new(),
         })
     }
@@ -153,11 +159,51 @@ impl Reconciler {
             .unwrap_or_default()
     }
 
-    /// Stops the tunnels' tasks, leaving their devices for the next run to take over.
+    /// From the next pass on, serves the plan's web gateways from this process.
+    pub fn serve_gateways(&mut self, limits: Limits) {
+        self.gateways.get_or_insert_with(|| Gateways::new(limits));
+    }
+
+    /// Per gateway: its listeners, backends with their health, and connection counts.
+    pub fn gateway_status(&self) -> Vec<GatewayStatus> {
+        self.gateways
+            .as_ref()
+            .map(Gateways::status)
+            .unwrap_or_default()
+    }
+
+    /// Stops the tunnels' tasks, leaving their devices for the next run to take over, and
+    /// closes the gateways' listeners and connections.
     pub async fn shutdown(self) {
         if let Some(tunnels) = self.tunnels {
             tunnels.shutdown().await;
         }
+        if let Some(gateways) = self.gateways {
+            gateways.shutdown().await;
+        }
+    }
+
+    /// Makes the gateways match the plan, once the containers (their endpoints among them) are
+    /// in place. Gateways that cannot run are reported; they are retried next pass, as they
+    /// are missing from what runs.
+    async fn apply_gateways(&mut self, plan: &NodePlan, outcome: &mut Outcome) {
+        let Some(gateways) = &mut self.gateways else {
+            return;
+        };
+        let wanted = gateway::specs(plan, &self.config);
+        if gateway::unchanged(&gateways.specs(), &wanted) {
+            return;
+        }
+        let failures = gateways.set(&wanted).await;
+        tracing::info!(
+            gateways = wanted.len(),
+            failed = failures.len(),
+            "gateways set"
+        );
+        outcome.failed.extend(failures.into_iter().map(|f| Failure {
+            object: Object::Gateway(f.name.clone()),
+            error: f.reason(),
+        }));
     }
 
     /// One pass: realizes every object of `plan` that passes the rules and that the kernel
@@ -167,6 +213,7 @@ impl Reconciler {
         let observed = self.observe(&plan).await?;
         let diff = diff::diff(&plan, &observed, &self.config);
         let mut outcome = self.apply(diff.changes).await;
+        self.apply_gateways(&plan, &mut outcome).await;
         let refused = refused
             .into_iter()
             .map(|(object, e)| (object, e.to_string()))

@@ -1,0 +1,218 @@
+//! Plain HTTP/1.x: route each request by its `Host`, forward it to a backend on a connection
+//! of its own, and stream the answer back.
+//!
+//! hyper serves the client side (it answers 400 to a malformed request, 431 to a head over
+//! the size limit, and closes a connection whose head does not arrive in time) and speaks to
+//! the backend. HTTP/2 is not served (see docs/gateways.md).
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
+    header::{CONNECTION, CONTENT_TYPE, HOST},
+};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::{
+    body::{Bytes, Incoming},
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
+
+use super::{
+    forwarded, hostname,
+    idle::{Activity, Watched},
+    listener::ListenerShared,
+    proxy_header,
+    runtime::{Unavailable, error_chain},
+};
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Headers that belong to one connection and are not forwarded (RFC 9110 §7.6.1), beside the
+/// ones a `Connection` header names. `Upgrade` is among them: upgrades are not proxied.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+pub async fn serve(client: TcpStream, peer: SocketAddr, shared: &Arc<ListenerShared>) {
+    let limits = &shared.limits;
+    let activity = Activity::new();
+    let io = TokioIo::new(Watched::new(client, Arc::clone(&activity)));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.http_buf_size())
+        .max_header_size(limits.max_header_size)
+        .max_headers(limits.max_headers);
+    let for_requests = Arc::clone(shared);
+    let service = service_fn(move |request| {
+        let shared = Arc::clone(&for_requests);
+        async move { Ok::<_, Infallible>(proxy(request, peer, &shared).await) }
+    });
+    let connection = builder.serve_connection(io, service);
+    let mut closed = shared.closed();
+    tokio::select! {
+        served = connection => {
+            if let Err(e) = served {
+                tracing::debug!(listener = %shared.addr, %peer, error = %e, "HTTP connection ended");
+            }
+        }
+        () = activity.idle_for(limits.idle_timeout) => {}
+        _ = closed.wait_for(|c| *c) => {}
+    }
+}
+
+async fn proxy(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &ListenerShared,
+) -> Response<Body> {
+    match forward(request, peer, shared).await {
+        Ok(response) => response,
+        Err(status) => answer(status),
+    }
+}
+
+async fn forward(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &ListenerShared,
+) -> Result<Response<Body>, StatusCode> {
+    let authority = match request.headers().get(HOST) {
+        Some(host) => host.to_str().ok().map(str::to_owned),
+        None => request.uri().authority().map(|a| a.as_str().to_owned()),
+    };
+    let hostname = authority
+        .as_deref()
+        .and_then(hostname::from_authority)
+        .ok_or(StatusCode::BAD_REQUEST)?;
+    let gateway = shared.route(&hostname).ok_or(StatusCode::NOT_FOUND)?;
+    let (mut backend, counted) = gateway.connect().await.map_err(|e| {
+        tracing::debug!(gateway = %gateway.spec.name, error = %error_chain(&e), "no backend for a request");
+        match e {
+            Unavailable::NoHealthyBackend => StatusCode::SERVICE_UNAVAILABLE,
+            Unavailable::ConnectFailed(_) => StatusCode::BAD_GATEWAY,
+        }
+    })?;
+    if gateway.spec.proxy_protocol {
+        let local = shared.addr;
+        let header = proxy_header::v2(peer, local).map_err(|_| StatusCode::BAD_GATEWAY)?;
+        backend
+            .write_all(&header)
+            .await
+            .map_err(|_| StatusCode::BAD_GATEWAY)?;
+    }
+    let activity = Activity::new();
+    let backend = TokioIo::new(Watched::new(backend, Arc::clone(&activity)));
+    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Incoming>(backend)
+        .await
+        .map_err(|_| StatusCode::BAD_GATEWAY)?;
+    let idle_timeout = shared.limits.idle_timeout;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = connection => {}
+            () = activity.idle_for(idle_timeout) => {}
+        }
+        drop(counted);
+    });
+
+    let (mut parts, body) = request.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    if !parts.headers.contains_key(HOST)
+        && let Some(value) = authority
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+    {
+        parts.headers.insert(HOST, value);
+    }
+    forwarded::add_hop(
+        &mut parts.headers,
+        peer.ip().to_canonical(),
+        authority.as_deref(),
+    );
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    parts.version = Version::HTTP_11;
+
+    let response = sender
+        .send_request(Request::from_parts(parts, body))
+        .await
+        .map_err(|e| {
+            tracing::debug!(gateway = %gateway.spec.name, error = %e, "backend did not answer a request");
+            StatusCode::BAD_GATEWAY
+        })?;
+    let (mut parts, body) = response.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// Removes the headers of one hop: the fixed list and every name `Connection` lists.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(http::header::UPGRADE);
+}
+
+/// The gateway's own short answer.
+fn answer(status: StatusCode) -> Response<Body> {
+    let text = format!(
+        "{} {}\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or_default()
+    );
+    let mut response = Response::new(Full::new(Bytes::from(text)).map_err(|n| match n {}).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_stay_behind() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("upgrade", HeaderValue::from_static("websocket"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn own_answers_say_their_status() {
+        let response = answer(StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

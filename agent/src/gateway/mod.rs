@@ -1,0 +1,398 @@
+//! Web gateways: public HTTP (routed by `Host`) and TLS (routed by SNI, passed through) into
+//! a private network, over connections opened from inside the gateway's network namespace.
+//!
+//! [`Gateways`] is the daemon's long-lived handle: [`Gateways::set`] makes the running
+//! gateways equal to a list of [`GatewaySpec`]s, leaving unchanged ones (and their
+//! connections) alone. Gateways that listen on the same address share one listener, which
+//! routes by host name. See docs/gateways.md.
+
+mod balance;
+mod dialer;
+mod forwarded;
+mod health;
+mod hostname;
+mod http;
+mod idle;
+mod limits;
+mod listener;
+mod passthrough;
+mod proxy_header;
+mod routes;
+mod runtime;
+mod sni;
+mod status;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    io,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+};
+
+use tokio::task::JoinHandle;
+
+pub use self::{
+    dialer::DialError,
+    health::Health,
+    limits::Limits,
+    status::{BackendStatus, GatewayStatus, ListenerStatus},
+};
+use self::{dialer::Dialer, listener::Listener, runtime::Gateway};
+use crate::vocab::GatewayMode;
+
+/// What one gateway should be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewaySpec {
+    /// The ledger key of the gateway, e.g. `alice/site`.
+    pub name: String,
+    /// Lower-case DNS names it answers for.
+    pub hostnames: Vec<String>,
+    pub mode: GatewayMode,
+    /// Public addresses (ip:port) to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Overlay addresses of the backends.
+    pub backends: Vec<SocketAddr>,
+    /// The network namespace whose sockets reach the backends (`/run/netns/<name>`); `None`
+    /// is the agent's own namespace.
+    pub netns: Option<PathBuf>,
+    /// Whether backend connections start with a PROXY protocol v2 header.
+    pub proxy_protocol: bool,
+}
+
+/// Why a gateway does not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the gateway is listed twice")]
+    Duplicate,
+    #[error("the gateway has no host names")]
+    NoHostnames,
+    #[error("`{hostname}` is not a lower-case DNS host name")]
+    InvalidHostname { hostname: String },
+    #[error("the gateway has no address to listen on")]
+    NoListenAddress,
+    #[error("cannot open backend connections")]
+    Dialer(#[source] DialError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{addr} already serves {serving:?} gateways, this one is {mode:?}")]
+    ModeConflict {
+        addr: SocketAddr,
+        serving: GatewayMode,
+        mode: GatewayMode,
+    },
+    #[error("`{hostname}` on {addr} is already served by gateway `{owner}`")]
+    HostnameTaken {
+        addr: SocketAddr,
+        hostname: String,
+        owner: String,
+    },
+}
+
+/// A gateway that [`Gateways::set`] could not start; the others went ahead.
+#[derive(Debug, thiserror::Error)]
+#[error("gateway `{name}`")]
+pub struct GatewayFailure {
+    pub name: String,
+    #[source]
+    pub error: GatewayError,
+}
+
+impl GatewayFailure {
+    /// The error and its causes, on one line (`cannot listen on ...: Address in use`).
+    pub fn reason(&self) -> String {
+        runtime::error_chain(&self.error)
+    }
+}
+
+#[derive(Debug)]
+struct Running {
+    gateway: Arc<Gateway>,
+    health: JoinHandle<()>,
+}
+
+/// The gateways of this node.
+#[derive(Debug)]
+pub struct Gateways {
+    limits: Arc<Limits>,
+    running: BTreeMap<String, Running>,
+    listeners: HashMap<SocketAddr, Listener>,
+}
+
+impl Gateways {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits: Arc::new(limits),
+            running: BTreeMap::new(),
+            listeners: HashMap::new(),
+        }
+    }
+
+    /// Makes the running gateways equal to `specs`. Gateways whose spec is unchanged keep
+    /// running untouched; changed ones are restarted (their connections close); a gateway
+    /// that cannot start is reported and the rest go ahead. Calling it again with the same
+    /// specs changes nothing.
+    pub async fn set(&mut self, specs: &[GatewaySpec]) -> Vec<GatewayFailure> {
+        let mut failures = Vec::new();
+        let mut desired: BTreeMap<&str, &GatewaySpec> = BTreeMap::new();
+        for spec in specs {
+            if desired.insert(&spec.name, spec).is_some() {
+                failures.push(GatewayFailure {
+                    name: spec.name.clone(),
+                    error: GatewayError::Duplicate,
+                });
+            }
+        }
+        let duplicated: HashSet<String> = failures.iter().map(|f| f.name.clone()).collect();
+        desired.retain(|name, _| !duplicated.contains(*name));
+
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(name, running)| desired.get(name.as_str()) != Some(&&running.gateway.spec))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            self.stop(&name);
+        }
+        for (name, spec) in desired {
+            if self.running.contains_key(name) {
+                continue;
+            }
+            if let Err(error) = self.start(spec) {
+                tracing::warn!(gateway = %name, error = %runtime::error_chain(&error), "gateway not started");
+                failures.push(GatewayFailure {
+                    name: name.to_owned(),
+                    error,
+                });
+            }
+        }
+        self.close_unused_listeners().await;
+        failures
+    }
+
+    /// The specs of the running gateways.
+    pub fn specs(&self) -> Vec<GatewaySpec> {
+        self.running
+            .values()
+            .map(|r| r.gateway.spec.clone())
+            .collect()
+    }
+
+    pub fn status(&self) -> Vec<GatewayStatus> {
+        self.running
+            .values()
+            .map(|running| {
+                let gateway = &running.gateway;
+                let spec = &gateway.spec;
+                let (active, total) = gateway.counters();
+                GatewayStatus {
+                    name: spec.name.clone(),
+                    hostnames: spec.hostnames.clone(),
+                    mode: spec.mode,
+                    netns: spec.netns.clone(),
+                    proxy_protocol: spec.proxy_protocol,
+                    listeners: spec
+                        .listen
+                        .iter()
+                        .filter_map(|addr| self.listeners.get(addr))
+                        .map(|l| l.shared().status())
+                        .collect(),
+                    backends: gateway.backends.iter().map(|b| b.status()).collect(),
+                    active_connections: active,
+                    total_connections: total,
+                }
+            })
+            .collect()
+    }
+
+    /// Stops every gateway and closes every listener and connection.
+    pub async fn shutdown(mut self) {
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for name in names {
+            self.stop(&name);
+        }
+        for (_, listener) in self.listeners.drain() {
+            listener.close().await;
+        }
+    }
+
+    fn start(&mut self, spec: &GatewaySpec) -> Result<(), GatewayError> {
+        validate(spec)?;
+        let dialer = self.dialer_for(spec)?;
+        let gateway = Arc::new(Gateway::new(spec.clone(), dialer, Arc::clone(&self.limits)));
+        let mut claimed = Vec::new();
+        for &addr in &spec.listen {
+            if let Err(e) = self.claim(addr, &gateway) {
+                for addr in claimed {
+                    self.release(addr, &spec.name);
+                }
+                return Err(e);
+            }
+            claimed.push(addr);
+        }
+        let health = tokio::spawn(Arc::clone(&gateway).check_backends());
+        self.running
+            .insert(spec.name.clone(), Running { gateway, health });
+        Ok(())
+    }
+
+    /// Routes the gateway's names on `addr`, binding the address if no gateway has yet.
+    fn claim(&mut self, addr: SocketAddr, gateway: &Arc<Gateway>) -> Result<(), GatewayError> {
+        let spec = &gateway.spec;
+        let listener = match self.listeners.entry(addr) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
+                Listener::bind(addr, spec.mode, Arc::clone(&self.limits))
+                    .map_err(|source| GatewayError::Bind { addr, source })?,
+            ),
+        };
+        let shared = listener.shared();
+        if shared.mode != spec.mode {
+            return Err(GatewayError::ModeConflict {
+                addr,
+                serving: shared.mode,
+                mode: spec.mode,
+            });
+        }
+        let mut routes = shared
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        routes
+            .claim(&spec.name, &spec.hostnames, Arc::clone(gateway))
+            .map_err(|conflict| GatewayError::HostnameTaken {
+                addr,
+                hostname: conflict.hostname,
+                owner: conflict.owner,
+            })
+    }
+
+    fn release(&self, addr: SocketAddr, name: &str) {
+        if let Some(listener) = self.listeners.get(&addr) {
+            listener
+                .shared()
+                .routes
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .release(name);
+        }
+    }
+
+    fn stop(&mut self, name: &str) {
+        let Some(running) = self.running.remove(name) else {
+            return;
+        };
+        for &addr in &running.gateway.spec.listen {
+            self.release(addr, name);
+        }
+        running.gateway.close();
+        running.health.abort();
+    }
+
+    /// The running dialer of the spec's namespace, or a new one: one socket thread per
+    /// namespace, however many gateways use it.
+    fn dialer_for(&self, spec: &GatewaySpec) -> Result<Arc<Dialer>, GatewayError> {
+        let shared = self
+            .running
+            .values()
+            .map(|r| r.gateway.dialer())
+            .find(|d| d.netns() == spec.netns.as_deref());
+        match shared {
+            Some(dialer) => Ok(Arc::clone(dialer)),
+            None => Dialer::new(spec.netns.as_deref())
+                .map(Arc::new)
+                .map_err(GatewayError::Dialer),
+        }
+    }
+
+    async fn close_unused_listeners(&mut self) {
+        let unused: Vec<SocketAddr> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| {
+                l.shared()
+                    .routes
+                    .read()
+                    .map(|r| r.is_empty())
+                    .unwrap_or(true)
+            })
+            .map(|(addr, _)| *addr)
+            .collect();
+        for addr in unused {
+            if let Some(listener) = self.listeners.remove(&addr) {
+                listener.close().await;
+            }
+        }
+    }
+}
+
+/// Checks what can be checked without touching the system.
+fn validate(spec: &GatewaySpec) -> Result<(), GatewayError> {
+    if spec.hostnames.is_empty() {
+        return Err(GatewayError::NoHostnames);
+    }
+    if let Some(bad) = spec
+        .hostnames
+        .iter()
+        .find(|h| hostname::normalise(h).as_deref() != Some(h.as_str()))
+    {
+        return Err(GatewayError::InvalidHostname {
+            hostname: bad.clone(),
+        });
+    }
+    if spec.listen.is_empty() {
+        return Err(GatewayError::NoListenAddress);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> GatewaySpec {
+        GatewaySpec {
+            name: "alice/site".into(),
+            hostnames: vec!["shop.example.org".into()],
+            mode: GatewayMode::Http,
+            listen: vec!["127.0.0.1:0".parse().expect("addr")],
+            backends: vec![],
+            netns: None,
+            proxy_protocol: false,
+        }
+    }
+
+    #[test]
+    fn specs_are_checked_before_anything_starts() {
+        assert!(validate(&spec()).is_ok());
+        let upper = GatewaySpec {
+            hostnames: vec!["Shop.example.org".into()],
+            ..spec()
+        };
+        assert!(matches!(
+            validate(&upper),
+            Err(GatewayError::InvalidHostname { .. })
+        ));
+        let nameless = GatewaySpec {
+            hostnames: vec![],
+            ..spec()
+        };
+        assert!(matches!(
+            validate(&nameless),
+            Err(GatewayError::NoHostnames)
+        ));
+        let nowhere = GatewaySpec {
+            listen: vec![],
+            ..spec()
+        };
+        assert!(matches!(
+            validate(&nowhere),
+            Err(GatewayError::NoListenAddress)
+        ));
+    }
+}

@@ -1,0 +1,224 @@
+//! A running gateway: its backends, their health, and its connection counters.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::SystemTime,
+};
+
+use tokio::{net::TcpStream, sync::watch};
+
+use super::{
+    GatewaySpec, Limits, balance,
+    dialer::{DialError, Dialer},
+    health::{Health, HealthState},
+    status::BackendStatus,
+};
+
+/// What the last checks said of a backend.
+#[derive(Debug, Default)]
+struct Checked {
+    state: HealthState,
+    last: Option<SystemTime>,
+    error: Option<String>,
+}
+
+/// One backend of a gateway.
+#[derive(Debug)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    checked: Mutex<Checked>,
+    active: AtomicU64,
+}
+
+impl Backend {
+    fn health(&self) -> Health {
+        self.checked
+            .lock()
+            .map(|c| c.state.health())
+            .unwrap_or(Health::Unknown)
+    }
+
+    fn record(&self, result: &Result<(), DialError>, limits: &Limits) {
+        if let Ok(mut checked) = self.checked.lock() {
+            let before = checked.state.health();
+            let after =
+                checked
+                    .state
+                    .record(result.is_ok(), limits.health_fall, limits.health_rise);
+            checked.last = Some(SystemTime::now());
+            checked.error = result.as_ref().err().map(|e| error_chain(e));
+            if before != after {
+                tracing::info!(backend = %self.addr, health = ?after, error = ?checked.error, "gateway backend health changed");
+            }
+        }
+    }
+
+    pub fn status(&self) -> BackendStatus {
+        let (health, last, error) = match self.checked.lock() {
+            Ok(c) => (c.state.health(), c.last, c.error.clone()),
+            Err(_) => (Health::Unknown, None, None),
+        };
+        BackendStatus {
+            addr: self.addr,
+            health,
+            last_check_unix: last
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            error,
+            active_connections: self.active.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Why no backend connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error("no healthy backend")]
+    NoHealthyBackend,
+    #[error("no backend answered")]
+    ConnectFailed(#[source] DialError),
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    pub spec: GatewaySpec,
+    pub backends: Vec<Backend>,
+    dialer: Arc<Dialer>,
+    limits: Arc<Limits>,
+    turn: AtomicUsize,
+    active: AtomicU64,
+    total: AtomicU64,
+    /// Turns true when the gateway is removed: its connections close.
+    closed: watch::Sender<bool>,
+}
+
+/// Counts a connection (to the gateway, or to one backend) while it lives.
+#[derive(Debug)]
+pub struct Counted {
+    gateway: Arc<Gateway>,
+    backend: Option<usize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.gateway.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(i) = self.backend
+            && let Some(backend) = self.gateway.backends.get(i)
+        {
+            backend.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(spec: GatewaySpec, dialer: Arc<Dialer>, limits: Arc<Limits>) -> Self {
+        let backends = spec
+            .backends
+            .iter()
+            .map(|&addr| Backend {
+                addr,
+                checked: Mutex::default(),
+                active: AtomicU64::new(0),
+            })
+            .collect();
+        Self {
+            spec,
+            backends,
+            dialer,
+            limits,
+            turn: AtomicUsize::new(0),
+            active: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            closed: watch::channel(false).0,
+        }
+    }
+
+    pub fn dialer(&self) -> &Arc<Dialer> {
+        &self.dialer
+    }
+
+    pub fn counters(&self) -> (u64, u64) {
+        (
+            self.active.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Resolves when the gateway is removed.
+    pub fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
+    }
+
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// A connection to the next usable backend (round robin); the others are tried in turn if
+    /// it does not answer. The returned guard counts the connection until dropped.
+    pub async fn connect(self: &Arc<Self>) -> Result<(TcpStream, Counted), Unavailable> {
+        let usable: Vec<bool> = self.backends.iter().map(|b| b.health().usable()).collect();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let mut last_error = None;
+        for i in balance::order(&usable, turn) {
+            let addr = self.backends[i].addr;
+            match self
+                .dialer
+                .connect(addr, self.limits.backend_connect_timeout)
+                .await
+            {
+                Ok(stream) => {
+                    self.active.fetch_add(1, Ordering::Relaxed);
+                    self.total.fetch_add(1, Ordering::Relaxed);
+                    self.backends[i].active.fetch_add(1, Ordering::Relaxed);
+                    let counted = Counted {
+                        gateway: Arc::clone(self),
+                        backend: Some(i),
+                    };
+                    return Ok((stream, counted));
+                }
+                Err(e) => {
+                    tracing::debug!(gateway = %self.spec.name, backend = %addr, error = %error_chain(&e), "gateway backend did not answer");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.map_or(Unavailable::NoHealthyBackend, Unavailable::ConnectFailed))
+    }
+
+    /// Checks every backend every `health_interval`, until the gateway is closed.
+    pub async fn check_backends(self: Arc<Self>) {
+        let mut closed = self.closed();
+        loop {
+            let checks = self.backends.iter().map(|backend| async {
+                let result = self
+                    .dialer
+                    .connect(backend.addr, self.limits.health_timeout)
+                    .await
+                    .map(drop);
+                backend.record(&result, &self.limits);
+            });
+            futures::future::join_all(checks).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.limits.health_interval) => {}
+                _ = closed.wait_for(|c| *c) => return,
+            }
+        }
+    }
+}
+
+/// An error with its sources, on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
