@@ -207,7 +207,8 @@ fn http_by_host_and_tls_by_sni_reach_a_backend_on_another_node() -> anyhow::Resu
             && www["backends"][0]["addr"] == "10.1.2.2:8080"
             && www["backends"][0]["health"] == "up"
             && www["total_connections"].as_u64() >= Some(2),
-        "status of alice/www: {www:#}"
+        "status of alice/www: {www:#}\n{}",
+        grid.node(1).agent_log()
     );
     Ok(())
 }

@@ -195,7 +195,7 @@ fn gateways(grid: &Grid) -> anyhow::Result<()> {
         let answer = wait::until(
             Duration::from_secs(30),
             &format!("{SITE} through node {node}"),
-            || Ok(inet.curl(&["--resolve", &resolve, &url])?),
+            || inet.curl(&["--resolve", &resolve, &url]),
             |out| out.status.success() && !out.stdout.is_empty(),
         )?;
         println!(
