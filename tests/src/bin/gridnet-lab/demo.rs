@@ -195,7 +195,8 @@ fn gateways(grid: &Grid) -> anyhow::Result<()> {
         let answer = wait::until(
             Duration::from_secs(30),
             &format!("{SITE} through node {node}"),
-            || inet.curl(&["--resolve", &resolve, &url]),
+            // Until the gateway's health checks have seen the server just started.
+            || inet.curl(&["--fail", "--resolve", &resolve, &url]),
             |out| out.status.success() && !out.stdout.is_empty(),
         )?;
         println!(
