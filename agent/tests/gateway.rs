@@ -53,42 +53,67 @@ impl HttpBackend {
                     continue;
                 };
                 connections.spawn(async move {
-                    let service =
-                        service_fn(move |request: Request<hyper::body::Incoming>| async move {
-                            let header = |name: &str| {
-                                request
-                                    .headers()
-                                    .get(name)
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or("-")
-                                    .to_owned()
-                            };
-                            let line = format!(
-                                "{tag} {} {} host={} xff={} proto={} fwd={}",
-                                request.method(),
-                                request.uri(),
-                                header("host"),
-                                header("x-forwarded-for"),
-                                header("x-forwarded-proto"),
-                                header("forwarded"),
-                            );
-                            let body = request
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let text = format!("{line} body={}", String::from_utf8_lossy(&body));
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
-                        });
+                    let service = service_fn(move |request| async move {
+                        Ok::<_, Infallible>(answer(tag, request).await)
+                    });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
                         .await;
                 });
             }
         });
         Self { addr, task }
     }
+}
+
+/// What the test backend answers: its tag, what it was asked and the forwarding headers; or,
+/// to a request for an upgrade to `echo`, 101 and then every byte back.
+async fn answer(tag: &str, mut request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let header = |request: &Request<_>, name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned()
+    };
+    if header(&request, "upgrade") == "echo" {
+        let upgraded = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgraded.await {
+                let (mut read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            }
+        });
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+        response
+            .headers_mut()
+            .insert("upgrade", hyper::header::HeaderValue::from_static("echo"));
+        response.headers_mut().insert(
+            "connection",
+            hyper::header::HeaderValue::from_static("upgrade"),
+        );
+        return response;
+    }
+    let line = format!(
+        "{tag} {} {} host={} xff={} proto={} fwd={}",
+        request.method(),
+        request.uri(),
+        header(&request, "host"),
+        header(&request, "x-forwarded-for"),
+        header(&request, "x-forwarded-proto"),
+        header(&request, "forwarded"),
+    );
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let text = format!("{line} body={}", String::from_utf8_lossy(&body));
+    Response::new(Full::new(Bytes::from(text)))
 }
 
 impl Drop for HttpBackend {
@@ -770,5 +795,63 @@ async fn passthrough_backends_get_a_proxy_header_then_the_hello() {
         .await
         .expect("the backend's bytes come back");
     assert_eq!(&answer, b"from backend");
+    gateways.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgraded_connections_are_joined_through() {
+    let backend = HttpBackend::start("A", free_addr()).await;
+    let listen = free_addr();
+    let mut gateways = Gateways::new(Limits::default());
+    assert!(
+        gateways
+            .set(&[http_gateway(
+                "alice/site",
+                &["a.example"],
+                listen,
+                &[backend.addr]
+            )])
+            .await
+            .is_empty()
+    );
+    let mut client = TcpStream::connect(listen).await.expect("connect");
+    client
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0; 1];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut byte))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for message in [&b"ping"[..], b"second message"] {
+        client.write_all(message).await.expect("write");
+        let mut echoed = vec![0; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut echoed))
+            .await
+            .expect("the echo in time")
+            .expect("read");
+        assert_eq!(echoed, message);
+    }
+    assert_eq!(
+        gateways.status()[0].active_connections,
+        1,
+        "the upgraded connection is counted"
+    );
+    drop(client);
+    let released = until(Duration::from_secs(5), || async {
+        gateways.status()[0].active_connections == 0
+    })
+    .await;
+    assert!(released, "{:?}", gateways.status());
     gateways.shutdown().await;
 }

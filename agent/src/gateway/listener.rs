@@ -132,10 +132,13 @@ async fn accept(listener: TcpListener, shared: Arc<ListenerShared>) {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             match shared.mode {
-                GatewayMode::Http => http::serve(stream, peer, &shared).await,
-                GatewayMode::TlsPassthrough => passthrough::serve(stream, peer, &shared).await,
+                // Upgraded connections outlive the HTTP connection: they hold the permit too.
+                GatewayMode::Http => http::serve(stream, peer, &shared, Arc::new(permit)).await,
+                GatewayMode::TlsPassthrough => {
+                    passthrough::serve(stream, peer, &shared).await;
+                    drop(permit);
+                }
             }
-            drop(permit);
         });
     }
 }

@@ -21,6 +21,7 @@ mod routes;
 mod runtime;
 mod sni;
 mod status;
+mod upgrade;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
