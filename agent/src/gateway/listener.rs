@@ -105,11 +105,20 @@ impl Listener {
         &self.shared
     }
 
-    /// Stops accepting and closes the listener's connections.
-    pub async fn close(self) {
+    /// Stops accepting and closes the listener's connections; the address is free once this
+    /// returns.
+    pub async fn close(mut self) {
         self.shared.closed.send_replace(true);
         self.task.abort();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Listener {
+    /// A listener dropped without [`Listener::close`] (its owner went away) stops all the same.
+    fn drop(&mut self) {
+        self.shared.closed.send_replace(true);
+        self.task.abort();
     }
 }
 

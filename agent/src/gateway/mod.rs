@@ -211,14 +211,19 @@ impl Gateways {
             .collect()
     }
 
-    /// Stops every gateway and closes every listener and connection.
+    /// Stops every gateway and closes every listener and connection, waiting until the
+    /// addresses are free.
     pub async fn shutdown(mut self) {
+        self.stop_all();
+        for (_, listener) in self.listeners.drain() {
+            listener.close().await;
+        }
+    }
+
+    fn stop_all(&mut self) {
         let names: Vec<String> = self.running.keys().cloned().collect();
         for name in names {
             self.stop(&name);
-        }
-        for (_, listener) in self.listeners.drain() {
-            listener.close().await;
         }
     }
 
@@ -329,6 +334,14 @@ impl Gateways {
                 listener.close().await;
             }
         }
+    }
+}
+
+impl Drop for Gateways {
+    /// Gateways dropped without [`Gateways::shutdown`] stop all the same (their listeners stop
+    /// as they drop).
+    fn drop(&mut self) {
+        self.stop_all();
     }
 }
 
