@@ -9,12 +9,13 @@ use std::{
     time::SystemTime,
 };
 
-use tokio::{net::TcpStream, sync::watch};
+use tokio::{io::AsyncWriteExt as _, net::TcpStream, sync::watch};
 
 use super::{
     GatewaySpec, Limits, balance,
     dialer::{DialError, Dialer},
     health::{Health, HealthState},
+    proxy_header,
     status::BackendStatus,
 };
 
@@ -195,11 +196,24 @@ impl Gateway {
         let mut closed = self.closed();
         loop {
             let checks = self.backends.iter().map(|backend| async {
-                let result = self
+                let result = match self
                     .dialer
                     .connect(backend.addr, self.limits.health_timeout)
                     .await
-                    .map(drop);
+                {
+                    Ok(mut stream) => {
+                        // The check is the connect; the header only spares a backend that
+                        // requires it a complaint about a connection without one.
+                        if self.spec.proxy_protocol
+                            && let Ok(header) = proxy_header::local()
+                        {
+                            let write = stream.write_all(&header);
+                            let _ = tokio::time::timeout(self.limits.health_timeout, write).await;
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
                 backend.record(&result, &self.limits);
             });
             futures::future::join_all(checks).await;
