@@ -7,6 +7,7 @@ use std::{
     net::{SocketAddr, TcpListener as StdListener},
     path::{Path, PathBuf},
     process::Stdio,
+    sync::atomic::{AtomicU16, Ordering},
     time::{Duration, Instant},
 };
 
@@ -31,9 +32,26 @@ const CURL_HELLO: &[u8] = include_bytes!("../src/gateway/fixtures/client_hello_s
 /// seconds apart, plus slack for a loaded machine.
 const HEALTH_SETTLE: Duration = Duration::from_secs(10);
 
+/// A loopback address with a free port below the kernel's ephemeral range: tests close and
+/// bind such addresses again (a backend restored, a listener changing mode), and a port from
+/// the ephemeral range could meanwhile become the source port of another test's connection.
 fn free_addr() -> SocketAddr {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address")
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let base = low.saturating_sub(10_000).max(1024);
+    // Tests of other processes start elsewhere in the range.
+    let start = u16::try_from(std::process::id() % 5_000).unwrap_or(0);
+    for _ in 0..10_000 {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000;
+        let addr = SocketAddr::from(([127, 0, 0, 1], base + offset));
+        if StdListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{base}..{low}");
 }
 
 /// An HTTP backend that answers with its tag, what it was asked and the forwarding headers.
@@ -127,10 +145,11 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> Self {
+        static NEXT: AtomicU16 = AtomicU16::new(0);
         let path = std::env::temp_dir().join(format!(
             "gridnet-gateway-{tag}-{}-{}",
             std::process::id(),
-            free_addr().port()
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&path).expect("create a temporary directory");
         Self(path)
@@ -853,5 +872,41 @@ async fn upgraded_connections_are_joined_through() {
     })
     .await;
     assert!(released, "{:?}", gateways.status());
+    gateways.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_changed_gateway_keeps_its_names_and_a_freed_address_takes_either_mode() {
+    let a = HttpBackend::start("A", free_addr()).await;
+    let b = HttpBackend::start("B", free_addr()).await;
+    let listen = free_addr();
+    let mut gateways = Gateways::new(Limits::default());
+    let site = http_gateway("bob/site", &["a.example"], listen, &[a.addr]);
+    assert!(gateways.set(std::slice::from_ref(&site)).await.is_empty());
+
+    // bob/site changes backends while a newcomer (sorted first) asks for the same name.
+    let changed = http_gateway("bob/site", &["a.example"], listen, &[b.addr]);
+    let newcomer = http_gateway("alice/copy", &["a.example"], listen, &[a.addr]);
+    let failures = gateways.set(&[newcomer, changed.clone()]).await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].name, "alice/copy");
+    let (code, body) = curl_host(listen, "a.example", "/").await;
+    assert_eq!(code, 200);
+    assert!(body.starts_with("B "), "the changed gateway serves: {body}");
+
+    // The same address, now for TLS passthrough: the HTTP listener goes, a TLS one comes.
+    let tls = tls_gateway("bob/site", &["a.example"], listen, &[b.addr]);
+    assert!(gateways.set(std::slice::from_ref(&tls)).await.is_empty());
+    assert_eq!(gateways.specs(), [tls]);
+    let mut plain = TcpStream::connect(listen).await.expect("connect");
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        .await
+        .expect("write");
+    assert_eq!(
+        read_to_close(&mut plain, Duration::from_secs(5)).await,
+        Some(Vec::new()),
+        "plain HTTP gets no answer from a TLS listener"
+    );
     gateways.shutdown().await;
 }

@@ -29,6 +29,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     sync::Arc,
+    time::Duration,
 };
 
 use tokio::task::JoinHandle;
@@ -94,6 +95,11 @@ pub enum GatewayError {
     },
 }
 
+/// Binding an address just closed: up to 20 tries 10 ms apart. A spawned process holds the
+/// old socket only until its `execve`, well within 200 ms even on a loaded machine.
+const REBIND_ATTEMPTS: u32 = 20;
+const REBIND_PAUSE: Duration = Duration::from_millis(10);
+
 /// A gateway that [`Gateways::set`] could not start; the others went ahead.
 #[derive(Debug, thiserror::Error)]
 #[error("gateway `{name}`")]
@@ -157,14 +163,20 @@ impl Gateways {
             .filter(|(name, running)| desired.get(name.as_str()) != Some(&&running.gateway.spec))
             .map(|(name, _)| name.clone())
             .collect();
-        for name in stale {
-            self.stop(&name);
+        for name in &stale {
+            self.stop(name);
         }
-        for (name, spec) in desired {
-            if self.running.contains_key(name) {
-                continue;
-            }
-            if let Err(error) = self.start(spec) {
+        // An address whose gateways all left is free again, for either mode.
+        let freed = self.close_unused_listeners().await;
+        // Gateways that were running claim their names again before newcomers do: a name
+        // stays with the gateway that served it.
+        let mut starting: Vec<(&str, &GatewaySpec)> = desired
+            .into_iter()
+            .filter(|(name, _)| !self.running.contains_key(*name))
+            .collect();
+        starting.sort_by_key(|(name, _)| !stale.iter().any(|s| s == name));
+        for (name, spec) in starting {
+            if let Err(error) = self.start(spec, &freed).await {
                 tracing::warn!(gateway = %name, error = %runtime::error_chain(&error), "gateway not started");
                 failures.push(GatewayFailure {
                     name: name.to_owned(),
@@ -227,13 +239,19 @@ impl Gateways {
         }
     }
 
-    fn start(&mut self, spec: &GatewaySpec) -> Result<(), GatewayError> {
+    /// Starts a gateway; `freed` are the addresses whose listeners were just closed.
+    async fn start(
+        &mut self,
+        spec: &GatewaySpec,
+        freed: &HashSet<SocketAddr>,
+    ) -> Result<(), GatewayError> {
         validate(spec)?;
         let dialer = self.dialer_for(spec)?;
         let gateway = Arc::new(Gateway::new(spec.clone(), dialer, Arc::clone(&self.limits)));
         let mut claimed = Vec::new();
         for &addr in &spec.listen {
-            if let Err(e) = self.claim(addr, &gateway) {
+            let listening = self.listen(addr, spec.mode, freed.contains(&addr)).await;
+            if let Err(e) = listening.and_then(|()| self.claim(addr, &gateway)) {
                 for addr in claimed {
                     self.release(addr, &spec.name);
                 }
@@ -247,15 +265,43 @@ impl Gateways {
         Ok(())
     }
 
-    /// Routes the gateway's names on `addr`, binding the address if no gateway has yet.
-    fn claim(&mut self, addr: SocketAddr, gateway: &Arc<Gateway>) -> Result<(), GatewayError> {
+    /// Makes sure a listener is bound to `addr`. An address closed moments ago (`freed`) is
+    /// tried again for a while if it is still in use: a process spawned meanwhile holds
+    /// copies of the agent's sockets until it executes its program, the old listening socket
+    /// among them.
+    async fn listen(
+        &mut self,
+        addr: SocketAddr,
+        mode: GatewayMode,
+        freed: bool,
+    ) -> Result<(), GatewayError> {
+        if self.listeners.contains_key(&addr) {
+            return Ok(());
+        }
+        let mut attempts = if freed { REBIND_ATTEMPTS } else { 1 };
+        loop {
+            attempts -= 1;
+            match Listener::bind(addr, mode, Arc::clone(&self.limits)) {
+                Ok(listener) => {
+                    self.listeners.insert(addr, listener);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempts > 0 => {
+                    tokio::time::sleep(REBIND_PAUSE).await;
+                }
+                Err(source) => return Err(GatewayError::Bind { addr, source }),
+            }
+        }
+    }
+
+    /// Routes the gateway's names on its listener at `addr`.
+    fn claim(&self, addr: SocketAddr, gateway: &Arc<Gateway>) -> Result<(), GatewayError> {
         let spec = &gateway.spec;
-        let listener = match self.listeners.entry(addr) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
-                Listener::bind(addr, spec.mode, Arc::clone(&self.limits))
-                    .map_err(|source| GatewayError::Bind { addr, source })?,
-            ),
+        let Some(listener) = self.listeners.get(&addr) else {
+            return Err(GatewayError::Bind {
+                addr,
+                source: io::Error::from(io::ErrorKind::AddrNotAvailable),
+            });
         };
         let shared = listener.shared();
         if shared.mode != spec.mode {
@@ -316,7 +362,8 @@ impl Gateways {
         }
     }
 
-    async fn close_unused_listeners(&mut self) {
+    /// Closes the listeners no gateway routes on; returns their addresses.
+    async fn close_unused_listeners(&mut self) -> HashSet<SocketAddr> {
         let unused: Vec<SocketAddr> = self
             .listeners
             .iter()
@@ -329,11 +376,12 @@ impl Gateways {
             })
             .map(|(addr, _)| *addr)
             .collect();
-        for addr in unused {
-            if let Some(listener) = self.listeners.remove(&addr) {
+        for addr in &unused {
+            if let Some(listener) = self.listeners.remove(addr) {
                 listener.close().await;
             }
         }
+        unused.into_iter().collect()
     }
 }
 
