@@ -866,12 +866,43 @@ async fn upgraded_connections_are_joined_through() {
         1,
         "the upgraded connection is counted"
     );
-    drop(client);
-    let released = until(Duration::from_secs(5), || async {
-        gateways.status()[0].active_connections == 0
-    })
-    .await;
-    assert!(released, "{:?}", gateways.status());
+
+    // A change replaces the gateway: the open connection finishes on the old one.
+    let other = HttpBackend::start("B", free_addr()).await;
+    let changed = http_gateway("alice/site", &["a.example"], listen, &[other.addr]);
+    assert!(
+        gateways
+            .set(std::slice::from_ref(&changed))
+            .await
+            .is_empty()
+    );
+    client.write_all(b"after the change").await.expect("write");
+    let mut echoed = vec![0; 16];
+    tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut echoed))
+        .await
+        .expect("the echo in time")
+        .expect("read");
+    assert_eq!(echoed, b"after the change");
+    let (code, body) = curl_host(listen, "a.example", "/").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.starts_with("B "),
+        "new requests follow the change: {body}"
+    );
+
+    // Removing the gateway closes its connections, those of the gateway it replaced too,
+    // though their listener stays for another gateway.
+    let bystander = http_gateway("bob/other", &["b.example"], listen, &[other.addr]);
+    assert!(
+        gateways
+            .set(std::slice::from_ref(&bystander))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        read_to_close(&mut client, Duration::from_secs(5)).await,
+        Some(Vec::new())
+    );
     gateways.shutdown().await;
 }
 

@@ -32,7 +32,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::task::JoinHandle;
+use tokio::{sync::watch, task::JoinHandle};
 
 pub use self::{
     dialer::DialError,
@@ -116,6 +116,15 @@ impl GatewayFailure {
     }
 }
 
+/// Why a gateway stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Departure {
+    /// It is no longer wanted.
+    Removed,
+    /// Its spec changed: a new gateway takes its place.
+    Replaced,
+}
+
 #[derive(Debug)]
 struct Running {
     gateway: Arc<Gateway>,
@@ -140,9 +149,10 @@ impl Gateways {
     }
 
     /// Makes the running gateways equal to `specs`. Gateways whose spec is unchanged keep
-    /// running untouched; changed ones are restarted (their connections close); a gateway
-    /// that cannot start is reported and the rest go ahead. Calling it again with the same
-    /// specs changes nothing.
+    /// running untouched; a changed one is replaced (new connections follow the new spec, open
+    /// ones finish on the old); a removed one closes its connections. A gateway that cannot
+    /// start is reported and the rest go ahead. Calling it again with the same specs changes
+    /// nothing.
     pub async fn set(&mut self, specs: &[GatewaySpec]) -> Vec<GatewayFailure> {
         let mut failures = Vec::new();
         let mut desired: BTreeMap<&str, &GatewaySpec> = BTreeMap::new();
@@ -163,11 +173,26 @@ impl Gateways {
             .filter(|(name, running)| desired.get(name.as_str()) != Some(&&running.gateway.spec))
             .map(|(name, _)| name.clone())
             .collect();
+        let mut handover = HashMap::new();
         for name in &stale {
-            self.stop(name);
+            let departure = if desired.contains_key(name.as_str()) {
+                Departure::Replaced
+            } else {
+                Departure::Removed
+            };
+            if let Some(closing) = self.stop(name, departure) {
+                handover.insert(name.clone(), closing);
+            }
         }
-        // An address whose gateways all left is free again, for either mode.
-        let freed = self.close_unused_listeners().await;
+        // An address whose gateways all left is free again for the other mode; one that a
+        // wanted gateway listens on in the same mode stays open, with its connections.
+        let kept: Vec<(SocketAddr, GatewayMode)> = desired
+            .values()
+            .flat_map(|spec| spec.listen.iter().map(|&addr| (addr, spec.mode)))
+            .collect();
+        let freed = self
+            .close_unused_listeners(|addr, mode| !kept.contains(&(addr, mode)))
+            .await;
         // Gateways that were running claim their names again before newcomers do: a name
         // stays with the gateway that served it.
         let mut starting: Vec<(&str, &GatewaySpec)> = desired
@@ -176,7 +201,12 @@ impl Gateways {
             .collect();
         starting.sort_by_key(|(name, _)| !stale.iter().any(|s| s == name));
         for (name, spec) in starting {
-            if let Err(error) = self.start(spec, &freed).await {
+            let closing = handover
+                .remove(name)
+                .unwrap_or_else(|| Arc::new(watch::channel(false).0));
+            if let Err(error) = self.start(spec, &freed, &closing).await {
+                // Nothing succeeds the replaced gateway: its connections end with it.
+                closing.send_replace(true);
                 tracing::warn!(gateway = %name, error = %runtime::error_chain(&error), "gateway not started");
                 failures.push(GatewayFailure {
                     name: name.to_owned(),
@@ -184,7 +214,7 @@ impl Gateways {
                 });
             }
         }
-        self.close_unused_listeners().await;
+        self.close_unused_listeners(|_, _| true).await;
         failures
     }
 
@@ -235,7 +265,7 @@ impl Gateways {
     fn stop_all(&mut self) {
         let names: Vec<String> = self.running.keys().cloned().collect();
         for name in names {
-            self.stop(&name);
+            let _ = self.stop(&name, Departure::Removed);
         }
     }
 
@@ -244,10 +274,16 @@ impl Gateways {
         &mut self,
         spec: &GatewaySpec,
         freed: &HashSet<SocketAddr>,
+        closing: &Arc<watch::Sender<bool>>,
     ) -> Result<(), GatewayError> {
         validate(spec)?;
         let dialer = self.dialer_for(spec)?;
-        let gateway = Arc::new(Gateway::new(spec.clone(), dialer, Arc::clone(&self.limits)));
+        let gateway = Arc::new(Gateway::new(
+            spec.clone(),
+            dialer,
+            Arc::clone(&self.limits),
+            Arc::clone(closing),
+        ));
         let mut claimed = Vec::new();
         for &addr in &spec.listen {
             let listening = self.listen(addr, spec.mode, freed.contains(&addr)).await;
@@ -335,15 +371,22 @@ impl Gateways {
         }
     }
 
-    fn stop(&mut self, name: &str) {
-        let Some(running) = self.running.remove(name) else {
-            return;
-        };
+    /// Takes a gateway out of routing and stops its health checks. A removed gateway's
+    /// connections close; a replaced one's go on, and close when its successor does. Returns
+    /// the channel that closes them, for the successor.
+    fn stop(&mut self, name: &str, departure: Departure) -> Option<Arc<watch::Sender<bool>>> {
+        let running = self.running.remove(name)?;
         for &addr in &running.gateway.spec.listen {
             self.release(addr, name);
         }
-        running.gateway.close();
         running.health.abort();
+        match departure {
+            Departure::Removed => {
+                running.gateway.close();
+                None
+            }
+            Departure::Replaced => Some(running.gateway.closing()),
+        }
     }
 
     /// The running dialer of the spec's namespace, or a new one: one socket thread per
@@ -362,17 +405,19 @@ impl Gateways {
         }
     }
 
-    /// Closes the listeners no gateway routes on; returns their addresses.
-    async fn close_unused_listeners(&mut self) -> HashSet<SocketAddr> {
+    /// Closes the listeners no gateway routes on, of those `closable` allows; returns their
+    /// addresses.
+    async fn close_unused_listeners(
+        &mut self,
+        closable: impl Fn(SocketAddr, GatewayMode) -> bool,
+    ) -> HashSet<SocketAddr> {
         let unused: Vec<SocketAddr> = self
             .listeners
             .iter()
-            .filter(|(_, l)| {
-                l.shared()
-                    .routes
-                    .read()
-                    .map(|r| r.is_empty())
-                    .unwrap_or(true)
+            .filter(|(addr, l)| {
+                let shared = l.shared();
+                let empty = shared.routes.read().map(|r| r.is_empty()).unwrap_or(true);
+                empty && closable(**addr, shared.mode)
             })
             .map(|(addr, _)| *addr)
             .collect();

@@ -94,8 +94,9 @@ pub struct Gateway {
     turn: AtomicUsize,
     active: AtomicU64,
     total: AtomicU64,
-    /// Turns true when the gateway is removed: its connections close.
-    closed: watch::Sender<bool>,
+    /// Turns true when the gateway is removed: its connections close. Shared with the
+    /// gateways it replaced, whose connections are still open.
+    closed: Arc<watch::Sender<bool>>,
 }
 
 /// Counts a connection (to the gateway, or to one backend) while it lives.
@@ -117,7 +118,13 @@ impl Drop for Counted {
 }
 
 impl Gateway {
-    pub fn new(spec: GatewaySpec, dialer: Arc<Dialer>, limits: Arc<Limits>) -> Self {
+    /// A gateway; `closed` is a fresh channel, or the one of the gateway it replaces.
+    pub fn new(
+        spec: GatewaySpec,
+        dialer: Arc<Dialer>,
+        limits: Arc<Limits>,
+        closed: Arc<watch::Sender<bool>>,
+    ) -> Self {
         let backends = spec
             .backends
             .iter()
@@ -135,7 +142,7 @@ impl Gateway {
             turn: AtomicUsize::new(0),
             active: AtomicU64::new(0),
             total: AtomicU64::new(0),
-            closed: watch::channel(false).0,
+            closed,
         }
     }
 
@@ -157,6 +164,11 @@ impl Gateway {
 
     pub fn close(&self) {
         self.closed.send_replace(true);
+    }
+
+    /// The channel that closes this gateway's connections, for its successor.
+    pub fn closing(&self) -> Arc<watch::Sender<bool>> {
+        Arc::clone(&self.closed)
     }
 
     /// A connection to the next usable backend (round robin); the others are tried in turn if
