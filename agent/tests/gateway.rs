@@ -497,3 +497,35 @@ async fn a_changed_gateway_keeps_its_names_and_a_freed_address_takes_either_mode
     );
     gateways.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ipv6_clients_are_named_in_brackets() {
+    let backend = HttpBackend::start("A", free_addr()).await;
+    let listen = loop {
+        let candidate =
+            std::net::SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), free_addr().port());
+        if std::net::TcpListener::bind(candidate).is_ok() {
+            break candidate;
+        }
+    };
+    let mut gateways = Gateways::new(Limits::default());
+    assert!(
+        gateways
+            .set(&[http_gateway(
+                "alice/site",
+                &["a.example"],
+                listen,
+                &[backend.addr]
+            )])
+            .await
+            .is_empty()
+    );
+    let (code, body) = curl(&["-g", "-H", "Host: a.example", &format!("http://{listen}/")]).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("xff=::1 "), "{body}");
+    assert!(
+        body.contains("fwd=for=\"[::1]\";host=a.example;proto=http"),
+        "{body}"
+    );
+    gateways.shutdown().await;
+}
