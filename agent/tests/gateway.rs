@@ -248,6 +248,23 @@ async fn malformed_and_oversized_requests_are_refused_and_the_gateway_goes_on() 
         .expect("closed");
     assert_eq!(String::from_utf8_lossy(&answer), "");
 
+    // More header fields than `max_headers`.
+    let mut many = TcpStream::connect(listen).await.expect("connect");
+    let mut head = String::from("GET / HTTP/1.1\r\nHost: a.example\r\n");
+    for i in 0..150 {
+        head.push_str(&format!("X-Field-{i}: {i}\r\n"));
+    }
+    head.push_str("\r\n");
+    many.write_all(head.as_bytes()).await.expect("write");
+    let answer = read_to_close(&mut many, Duration::from_secs(5))
+        .await
+        .unwrap_or_default();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
     // No Host at all.
     let mut hostless = TcpStream::connect(listen).await.expect("connect");
     hostless
