@@ -181,7 +181,11 @@ fn spawn(path: &Path) -> Result<SocketThread, DialError> {
                 }
             });
             if let Err(e) = served {
-                tracing::error!(netns = %namespace.name(), error = %e, "cannot enter the gateway's network namespace");
+                tracing::error!(
+                    netns = %namespace.name(),
+                    error = %e,
+                    "cannot enter the gateway's network namespace"
+                );
             }
         })
         .map_err(|source| DialError::Thread {

@@ -115,7 +115,11 @@ impl Gateways {
             if let Err(error) = self.start(spec, &freed, &closing).await {
                 // Nothing succeeds the replaced gateway: its connections end with it.
                 closing.send_replace(true);
-                tracing::warn!(gateway = %name, error = %runtime::error_chain(&error), "gateway not started");
+                tracing::warn!(
+                    gateway = %name,
+                    error = %runtime::error_chain(&error),
+                    "gateway not started"
+                );
                 failures.push(GatewayFailure {
                     name: name.to_owned(),
                     error,

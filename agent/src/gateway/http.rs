@@ -72,7 +72,12 @@ pub async fn serve(
     tokio::select! {
         served = connection => {
             if let Err(e) = served {
-                tracing::debug!(listener = %shared.addr, %peer, error = %e, "HTTP connection ended");
+                tracing::debug!(
+                    listener = %shared.addr,
+                    %peer,
+                    error = %e,
+                    "HTTP connection ended"
+                );
             }
         }
         () = activity.idle_for(limits.idle_timeout) => {}
@@ -108,7 +113,11 @@ async fn forward(
         .ok_or(StatusCode::BAD_REQUEST)?;
     let gateway = shared.route(&hostname).ok_or(StatusCode::NOT_FOUND)?;
     let (mut backend, counted) = gateway.connect().await.map_err(|e| {
-        tracing::debug!(gateway = %gateway.spec.name, error = %error_chain(&e), "no backend for a request");
+        tracing::debug!(
+            gateway = %gateway.spec.name,
+            error = %error_chain(&e),
+            "no backend for a request"
+        );
         match e {
             Unavailable::NoHealthyBackend => StatusCode::SERVICE_UNAVAILABLE,
             Unavailable::ConnectFailed(_) => StatusCode::BAD_GATEWAY,
@@ -166,7 +175,11 @@ async fn forward(
         .send_request(Request::from_parts(parts, body))
         .await
         .map_err(|e| {
-            tracing::debug!(gateway = %gateway.spec.name, error = %e, "backend did not answer a request");
+            tracing::debug!(
+                gateway = %gateway.spec.name,
+                error = %e,
+                "backend did not answer a request"
+            );
             StatusCode::BAD_GATEWAY
         })?;
     let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;

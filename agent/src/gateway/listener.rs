@@ -127,7 +127,11 @@ async fn accept(listener: TcpListener, shared: Arc<ListenerShared>) {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(listener = %shared.addr, error = %e, "gateway cannot accept a connection");
+                tracing::warn!(
+                    listener = %shared.addr,
+                    error = %e,
+                    "gateway cannot accept a connection"
+                );
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }

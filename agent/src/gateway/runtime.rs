@@ -53,7 +53,12 @@ impl Backend {
             checked.last = Some(SystemTime::now());
             checked.error = result.as_ref().err().map(|e| error_chain(e));
             if before != after {
-                tracing::info!(backend = %self.addr, health = ?after, error = ?checked.error, "gateway backend health changed");
+                tracing::info!(
+                    backend = %self.addr,
+                    health = ?after,
+                    error = ?checked.error,
+                    "gateway backend health changed"
+                );
             }
         }
     }
@@ -195,7 +200,12 @@ impl Gateway {
                     return Ok((stream, counted));
                 }
                 Err(e) => {
-                    tracing::debug!(gateway = %self.spec.name, backend = %addr, error = %error_chain(&e), "gateway backend did not answer");
+                    tracing::debug!(
+                        gateway = %self.spec.name,
+                        backend = %addr,
+                        error = %error_chain(&e),
+                        "gateway backend did not answer"
+                    );
                     last_error = Some(e);
                 }
             }

@@ -174,12 +174,18 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn any_bytes_get_an_answer_without_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+        fn any_bytes_get_an_answer_without_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+        ) {
             let _ = name(&bytes);
         }
 
         #[test]
-        fn a_damaged_hello_gets_an_answer_without_panic(at in 0..CURL_HELLO.len(), byte in proptest::prelude::any::<u8>(), cut in 0..CURL_HELLO.len()) {
+        fn a_damaged_hello_gets_an_answer_without_panic(
+            at in 0..CURL_HELLO.len(),
+            byte in proptest::prelude::any::<u8>(),
+            cut in 0..CURL_HELLO.len(),
+        ) {
             let mut damaged = CURL_HELLO.to_vec();
             damaged[at] = byte;
             let _ = name(&damaged);
