@@ -79,6 +79,7 @@ async fn http_is_routed_by_host_with_forwarding_headers() {
 
     let (code, _) = curl_host(listen, "c.example", "/").await;
     assert_eq!(code, 404);
+    assert_eq!(gateways.status()[0].listeners[0].unrouted, 1);
 
     // A third gateway cannot take a name already served on this address.
     let mut more = specs.to_vec();
@@ -169,6 +170,7 @@ async fn requests_are_balanced_and_dead_backends_leave_and_come_back() {
     })
     .await;
     assert!(refused);
+    assert!(gateways.status()[0].unavailable >= 1);
     let down = until(HEALTH_SETTLE, || async {
         curl_host(listen, "a.example", "/").await.0 == 503
     })

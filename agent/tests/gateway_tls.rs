@@ -193,6 +193,9 @@ async fn tls_is_passed_through_by_sni_with_the_certificate_verified() {
         Some(Vec::new())
     );
 
+    // Unknown name, truncated hello, stalled hello, not TLS.
+    assert_eq!(gateways.status()[0].listeners[0].unrouted, 4);
+
     // An HTTP gateway cannot share a TLS listener.
     let failures = gateways
         .set(&[

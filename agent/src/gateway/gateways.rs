@@ -144,7 +144,7 @@ impl Gateways {
             .map(|running| {
                 let gateway = &running.gateway;
                 let spec = &gateway.spec;
-                let (active, total) = gateway.counters();
+                let (active, total, unavailable) = gateway.counters();
                 GatewayStatus {
                     name: spec.name.clone(),
                     hostnames: spec.hostnames.clone(),
@@ -160,6 +160,7 @@ impl Gateways {
                     backends: gateway.backends.iter().map(|b| b.status()).collect(),
                     active_connections: active,
                     total_connections: total,
+                    unavailable,
                 }
             })
             .collect()

@@ -110,8 +110,9 @@ async fn forward(
     let hostname = authority
         .as_deref()
         .and_then(hostname::from_authority)
-        .ok_or(StatusCode::BAD_REQUEST)?;
-    let gateway = shared.route(&hostname).ok_or(StatusCode::NOT_FOUND)?;
+        .ok_or(StatusCode::BAD_REQUEST);
+    let gateway = hostname.and_then(|h| shared.route(&h).ok_or(StatusCode::NOT_FOUND));
+    let gateway = gateway.inspect_err(|_| shared.count_unrouted())?;
     let (mut backend, counted) = gateway.connect().await.map_err(|e| {
         tracing::debug!(
             gateway = %gateway.spec.name,

@@ -39,6 +39,7 @@ pub struct ListenerShared {
     pub routes: RwLock<RouteTable<Arc<Gateway>>>,
     permits: Arc<Semaphore>,
     rejected: AtomicU64,
+    unrouted: AtomicU64,
     closed: watch::Sender<bool>,
 }
 
@@ -49,6 +50,11 @@ impl ListenerShared {
             .read()
             .ok()
             .and_then(|routes| routes.route(hostname).cloned())
+    }
+
+    /// Counts a request or connection that no gateway here takes.
+    pub fn count_unrouted(&self) {
+        self.unrouted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Resolves when the listener is closed.
@@ -65,6 +71,7 @@ impl ListenerShared {
             addr: self.addr,
             active_connections: u64::try_from(open).unwrap_or(u64::MAX),
             rejected_connections: self.rejected.load(Ordering::Relaxed),
+            unrouted: self.unrouted.load(Ordering::Relaxed),
         }
     }
 }
@@ -95,6 +102,7 @@ impl Listener {
             limits,
             routes: RwLock::default(),
             rejected: AtomicU64::new(0),
+            unrouted: AtomicU64::new(0),
             closed: watch::channel(false).0,
         });
         let task = tokio::spawn(accept(listener, Arc::clone(&shared)));

@@ -44,11 +44,13 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, shared: &ListenerSha
     let (first_bytes, name) = match hello {
         Ok(hello) => hello,
         Err(e) => {
+            shared.count_unrouted();
             tracing::debug!(listener = %shared.addr, %peer, error = %e, "TLS connection closed");
             return;
         }
     };
     let Some(gateway) = shared.route(&name) else {
+        shared.count_unrouted();
         tracing::debug!(
             listener = %shared.addr,
             %peer,

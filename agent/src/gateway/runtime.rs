@@ -99,6 +99,8 @@ pub struct Gateway {
     turn: AtomicUsize,
     active: AtomicU64,
     total: AtomicU64,
+    /// Connections and requests that found no backend to take them.
+    unavailable: AtomicU64,
     /// Turns true when the gateway is removed: its connections close. Shared with the
     /// gateways it replaced, whose connections are still open.
     closed: Arc<watch::Sender<bool>>,
@@ -147,6 +149,7 @@ impl Gateway {
             turn: AtomicUsize::new(0),
             active: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
             closed,
         }
     }
@@ -155,10 +158,13 @@ impl Gateway {
         &self.dialer
     }
 
-    pub fn counters(&self) -> (u64, u64) {
+    /// Backend connections open now, opened in all, and the connections or requests that
+    /// found no backend.
+    pub fn counters(&self) -> (u64, u64, u64) {
         (
             self.active.load(Ordering::Relaxed),
             self.total.load(Ordering::Relaxed),
+            self.unavailable.load(Ordering::Relaxed),
         )
     }
 
@@ -210,6 +216,7 @@ impl Gateway {
                 }
             }
         }
+        self.unavailable.fetch_add(1, Ordering::Relaxed);
         Err(last_error.map_or(Unavailable::NoHealthyBackend, Unavailable::ConnectFailed))
     }
 
