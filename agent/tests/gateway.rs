@@ -1,186 +1,25 @@
-//! Gateways on loopback, driven by real clients (curl, openssl): routing by Host and SNI,
-//! health checks, limits. Backends run in this process (HTTP) or as `openssl s_server` (TLS);
+//! HTTP gateways on loopback, driven by real curl: routing by Host, forwarding headers,
+//! balancing and health checks, limits, upgrades, changes. Backends run in this process;
 //! gateways dial from the test's own namespace (`netns: None`), so no root is needed.
 
-use std::{
-    convert::Infallible,
-    net::{SocketAddr, TcpListener as StdListener},
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::{Duration, Instant},
-};
+mod gateway_support;
 
-use gridnet_agent::{
-    gateway::{GatewayError, GatewaySpec, Gateways, Health, Limits},
-    vocab::GatewayMode,
-};
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use std::time::{Duration, Instant};
+
+use gridnet_agent::gateway::{GatewayError, Gateways, Health, Limits};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    process::{Child, Command},
-    task::{JoinHandle, JoinSet},
+    net::TcpStream,
+    task::JoinSet,
 };
 
-/// What curl sent to open a TLS connection to `shop.example.org`.
-const CURL_HELLO: &[u8] = include_bytes!("../src/gateway/fixtures/client_hello_sni.bin");
+use gateway_support::*;
 
 /// Time allowed for health checks to notice a backend going or coming back: two checks two
 /// seconds apart, plus slack for a loaded machine.
 const HEALTH_SETTLE: Duration = Duration::from_secs(10);
 
-fn free_addr() -> SocketAddr {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address")
-}
-
-/// An HTTP backend that answers with its tag, what it was asked and the forwarding headers.
-/// Dropping it closes its listener and every connection.
-struct HttpBackend {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl HttpBackend {
-    async fn start(tag: &'static str, addr: SocketAddr) -> Self {
-        let listener = TcpListener::bind(addr).await.expect("bind the backend");
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                connections.spawn(async move {
-                    let service =
-                        service_fn(move |request: Request<hyper::body::Incoming>| async move {
-                            let header = |name: &str| {
-                                request
-                                    .headers()
-                                    .get(name)
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or("-")
-                                    .to_owned()
-                            };
-                            let line = format!(
-                                "{tag} {} {} host={} xff={} proto={} fwd={}",
-                                request.method(),
-                                request.uri(),
-                                header("host"),
-                                header("x-forwarded-for"),
-                                header("x-forwarded-proto"),
-                                header("forwarded"),
-                            );
-                            let body = request
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let text = format!("{line} body={}", String::from_utf8_lossy(&body));
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
-                        });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, task }
-    }
-}
-
-impl Drop for HttpBackend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "gridnet-gateway-{tag}-{}-{}",
-            std::process::id(),
-            free_addr().port()
-        ));
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn http_gateway(
-    name: &str,
-    hostnames: &[&str],
-    listen: SocketAddr,
-    backends: &[SocketAddr],
-) -> GatewaySpec {
-    GatewaySpec {
-        name: name.to_owned(),
-        hostnames: hostnames.iter().map(|h| (*h).to_owned()).collect(),
-        mode: GatewayMode::Http,
-        listen: vec![listen],
-        backends: backends.to_vec(),
-        netns: None,
-        proxy_protocol: false,
-    }
-}
-
-/// `curl` with `args`; its status code and body.
-async fn curl(args: &[&str]) -> (u16, String) {
-    let output = Command::new("curl")
-        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .await
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
-async fn curl_host(listen: SocketAddr, host: &str, path: &str) -> (u16, String) {
-    curl(&[
-        "-H",
-        &format!("Host: {host}"),
-        &format!("http://{listen}{path}"),
-    ])
-    .await
-}
-
-/// Polls `check` every 200 ms until it holds or `limit` passes.
-async fn until<F: std::future::Future<Output = bool>>(
-    limit: Duration,
-    mut check: impl FnMut() -> F,
-) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
-}
-
-/// Reads what the peer sends until it closes (or `limit` passes: then `None`).
-async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
-    let mut received = Vec::new();
-    match tokio::time::timeout(limit, stream.read_to_end(&mut received)).await {
-        Ok(_) => Some(received),
-        Err(_) => None,
-    }
-}
-
+/// The resident memory of this process, in KiB.
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     status
@@ -240,6 +79,7 @@ async fn http_is_routed_by_host_with_forwarding_headers() {
 
     let (code, _) = curl_host(listen, "c.example", "/").await;
     assert_eq!(code, 404);
+    assert_eq!(gateways.status()[0].listeners[0].unrouted, 1);
 
     // A third gateway cannot take a name already served on this address.
     let mut more = specs.to_vec();
@@ -330,6 +170,7 @@ async fn requests_are_balanced_and_dead_backends_leave_and_come_back() {
     })
     .await;
     assert!(refused);
+    assert!(gateways.status()[0].unavailable >= 1);
     let down = until(HEALTH_SETTLE, || async {
         curl_host(listen, "a.example", "/").await.0 == 503
     })
@@ -408,6 +249,23 @@ async fn malformed_and_oversized_requests_are_refused_and_the_gateway_goes_on() 
         .await
         .expect("closed");
     assert_eq!(String::from_utf8_lossy(&answer), "");
+
+    // More header fields than `max_headers`.
+    let mut many = TcpStream::connect(listen).await.expect("connect");
+    let mut head = String::from("GET / HTTP/1.1\r\nHost: a.example\r\n");
+    for i in 0..150 {
+        head.push_str(&format!("X-Field-{i}: {i}\r\n"));
+    }
+    head.push_str("\r\n");
+    many.write_all(head.as_bytes()).await.expect("write");
+    let answer = read_to_close(&mut many, Duration::from_secs(5))
+        .await
+        .unwrap_or_default();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 
     // No Host at all.
     let mut hostless = TcpStream::connect(listen).await.expect("connect");
@@ -534,241 +392,159 @@ async fn over_the_connection_limit_new_clients_are_closed_and_counted() {
     gateways.shutdown().await;
 }
 
-/// An `openssl s_server` for `name` with a certificate made for the test; killed when dropped.
-struct TlsBackend {
-    addr: SocketAddr,
-    ca: PathBuf,
-    _server: Child,
-    _dir: TempDir,
-}
-
-impl TlsBackend {
-    async fn start(name: &str) -> Self {
-        let dir = TempDir::new("tls");
-        let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
-        let made = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "1",
-            ])
-            .args([
-                "-subj",
-                &format!("/CN={name}"),
-                "-addext",
-                &format!("subjectAltName=DNS:{name}"),
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .expect("run openssl req");
-        assert!(made.success(), "openssl req failed");
-        let addr = free_addr();
-        let server = Command::new("openssl")
-            .args(["s_server", "-www", "-quiet", "-accept", &addr.to_string()])
-            .arg("-cert")
-            .arg(&cert)
-            .arg("-key")
-            .arg(&key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run openssl s_server");
-        let up = until(Duration::from_secs(10), || async {
-            TcpStream::connect(addr).await.is_ok()
-        })
-        .await;
-        assert!(up, "openssl s_server does not listen on {addr}");
-        Self {
-            addr,
-            ca: cert,
-            _server: server,
-            _dir: dir,
-        }
-    }
-}
-
-fn tls_gateway(
-    name: &str,
-    hostnames: &[&str],
-    listen: SocketAddr,
-    backends: &[SocketAddr],
-) -> GatewaySpec {
-    GatewaySpec {
-        mode: GatewayMode::TlsPassthrough,
-        ..http_gateway(name, hostnames, listen, backends)
-    }
-}
-
-fn ca_path(ca: &Path) -> &str {
-    ca.to_str().expect("UTF-8 path")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn tls_is_passed_through_by_sni_with_the_certificate_verified() {
-    let backend = TlsBackend::start("tls.example").await;
+async fn upgraded_connections_are_joined_through() {
+    let backend = HttpBackend::start("A", free_addr()).await;
     let listen = free_addr();
-    let limits = Limits {
-        client_hello_timeout: Duration::from_secs(1),
-        ..Limits::default()
-    };
-    let mut gateways = Gateways::new(limits);
+    let mut gateways = Gateways::new(Limits::default());
     assert!(
         gateways
-            .set(&[tls_gateway(
-                "alice/tls",
-                &["tls.example"],
+            .set(&[http_gateway(
+                "alice/site",
+                &["a.example"],
                 listen,
                 &[backend.addr]
             )])
             .await
             .is_empty()
     );
-
-    let port = listen.port();
-    let (code, body) = curl(&[
-        "--resolve",
-        &format!("tls.example:{port}:127.0.0.1"),
-        "--cacert",
-        ca_path(&backend.ca),
-        &format!("https://tls.example:{port}/"),
-    ])
-    .await;
-    assert_eq!(code, 200, "{body}");
-    assert!(body.contains("s_server"), "{body}");
-
-    // A name the listener does not serve: the connection is closed, curl gets no answer.
-    let (code, _) = curl(&[
-        "--resolve",
-        &format!("other.example:{port}:127.0.0.1"),
-        "-k",
-        &format!("https://other.example:{port}/"),
-    ])
-    .await;
-    assert_eq!(code, 0);
-
-    // Half a ClientHello and then the end of the stream: closed without a byte.
-    let mut half = TcpStream::connect(listen).await.expect("connect");
-    half.write_all(&CURL_HELLO[..CURL_HELLO.len() / 2])
+    let mut client = TcpStream::connect(listen).await.expect("connect");
+    client
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
         .await
         .expect("write");
-    half.shutdown().await.expect("shutdown");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0; 1];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut byte))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for message in [&b"ping"[..], b"second message"] {
+        client.write_all(message).await.expect("write");
+        let mut echoed = vec![0; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut echoed))
+            .await
+            .expect("the echo in time")
+            .expect("read");
+        assert_eq!(echoed, message);
+    }
     assert_eq!(
-        read_to_close(&mut half, Duration::from_secs(5)).await,
-        Some(Vec::new())
+        gateways.status()[0].active_connections,
+        1,
+        "the upgraded connection is counted"
     );
 
-    // Half a ClientHello and silence: closed once the hello timeout passes.
-    let mut stalled = TcpStream::connect(listen).await.expect("connect");
-    stalled
-        .write_all(&CURL_HELLO[..CURL_HELLO.len() / 2])
-        .await
-        .expect("write");
-    assert_eq!(
-        read_to_close(&mut stalled, Duration::from_secs(5)).await,
-        Some(Vec::new())
-    );
-
-    // Plain HTTP on a TLS listener: closed.
-    let mut plain = TcpStream::connect(listen).await.expect("connect");
-    plain
-        .write_all(b"GET / HTTP/1.1\r\nHost: tls.example\r\n\r\n")
-        .await
-        .expect("write");
-    assert_eq!(
-        read_to_close(&mut plain, Duration::from_secs(5)).await,
-        Some(Vec::new())
-    );
-
-    // An HTTP gateway cannot share a TLS listener.
-    let failures = gateways
-        .set(&[
-            tls_gateway("alice/tls", &["tls.example"], listen, &[backend.addr]),
-            http_gateway("bob/web", &["web.example"], listen, &[backend.addr]),
-        ])
-        .await;
-    assert_eq!(failures.len(), 1);
+    // A change replaces the gateway: the open connection finishes on the old one.
+    let other = HttpBackend::start("B", free_addr()).await;
+    let changed = http_gateway("alice/site", &["a.example"], listen, &[other.addr]);
     assert!(
-        matches!(failures[0].error, GatewayError::ModeConflict { .. }),
-        "{:?}",
-        failures[0].error
+        gateways
+            .set(std::slice::from_ref(&changed))
+            .await
+            .is_empty()
+    );
+    client.write_all(b"after the change").await.expect("write");
+    let mut echoed = vec![0; 16];
+    tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut echoed))
+        .await
+        .expect("the echo in time")
+        .expect("read");
+    assert_eq!(echoed, b"after the change");
+    let (code, body) = curl_host(listen, "a.example", "/").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.starts_with("B "),
+        "new requests follow the change: {body}"
+    );
+
+    // Removing the gateway closes its connections, those of the gateway it replaced too,
+    // though their listener stays for another gateway.
+    let bystander = http_gateway("bob/other", &["b.example"], listen, &[other.addr]);
+    assert!(
+        gateways
+            .set(std::slice::from_ref(&bystander))
+            .await
+            .is_empty()
     );
     assert_eq!(
-        curl(&[
-            "--resolve",
-            &format!("tls.example:{port}:127.0.0.1"),
-            "--cacert",
-            ca_path(&backend.ca),
-            &format!("https://tls.example:{port}/"),
-        ])
-        .await
-        .0,
-        200
+        read_to_close(&mut client, Duration::from_secs(5)).await,
+        Some(Vec::new())
     );
     gateways.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn passthrough_backends_get_a_proxy_header_then_the_hello() {
-    let backend = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let backend_addr = backend.local_addr().expect("addr");
+async fn a_changed_gateway_keeps_its_names_and_a_freed_address_takes_either_mode() {
+    let a = HttpBackend::start("A", free_addr()).await;
+    let b = HttpBackend::start("B", free_addr()).await;
     let listen = free_addr();
     let mut gateways = Gateways::new(Limits::default());
-    let spec = GatewaySpec {
-        proxy_protocol: true,
-        ..tls_gateway("alice/tls", &["shop.example.org"], listen, &[backend_addr])
-    };
-    assert!(gateways.set(&[spec]).await.is_empty());
+    let site = http_gateway("bob/site", &["a.example"], listen, &[a.addr]);
+    assert!(gateways.set(std::slice::from_ref(&site)).await.is_empty());
 
-    let mut client = TcpStream::connect(listen).await.expect("connect");
-    let client_addr = client.local_addr().expect("addr");
-    // Split in two writes, as a hello over two TCP segments.
-    client.write_all(&CURL_HELLO[..40]).await.expect("write");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    client.write_all(&CURL_HELLO[40..]).await.expect("write");
+    // bob/site changes backends while a newcomer (sorted first) asks for the same name.
+    let changed = http_gateway("bob/site", &["a.example"], listen, &[b.addr]);
+    let newcomer = http_gateway("alice/copy", &["a.example"], listen, &[a.addr]);
+    let failures = gateways.set(&[newcomer, changed.clone()]).await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].name, "alice/copy");
+    let (code, body) = curl_host(listen, "a.example", "/").await;
+    assert_eq!(code, 200);
+    assert!(body.starts_with("B "), "the changed gateway serves: {body}");
 
-    // Health checks connect too and send nothing: the proxied connection is the one with bytes.
-    let expected_header = 16 + 12;
-    let received = loop {
-        let (mut stream, _) = tokio::time::timeout(Duration::from_secs(5), backend.accept())
-            .await
-            .expect("a connection in time")
-            .expect("accept");
-        let mut received = vec![0; expected_header + CURL_HELLO.len()];
-        if tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut received))
-            .await
-            .is_ok_and(|r| r.is_ok())
-        {
-            stream.write_all(b"from backend").await.expect("write");
-            break received;
+    // The same address, now for TLS passthrough: the HTTP listener goes, a TLS one comes.
+    let tls = tls_gateway("bob/site", &["a.example"], listen, &[b.addr]);
+    assert!(gateways.set(std::slice::from_ref(&tls)).await.is_empty());
+    assert_eq!(gateways.specs(), [tls]);
+    let mut plain = TcpStream::connect(listen).await.expect("connect");
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        .await
+        .expect("write");
+    assert_eq!(
+        read_to_close(&mut plain, Duration::from_secs(5)).await,
+        Some(Vec::new()),
+        "plain HTTP gets no answer from a TLS listener"
+    );
+    gateways.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ipv6_clients_are_named_in_brackets() {
+    let backend = HttpBackend::start("A", free_addr()).await;
+    let listen = loop {
+        let candidate =
+            std::net::SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), free_addr().port());
+        if std::net::TcpListener::bind(candidate).is_ok() {
+            break candidate;
         }
     };
-    let header =
-        ppp::v2::Header::try_from(&received[..expected_header]).expect("a PROXY v2 header");
-    assert_eq!(
-        header.addresses,
-        ppp::v2::Addresses::from((client_addr, listen))
+    let mut gateways = Gateways::new(Limits::default());
+    assert!(
+        gateways
+            .set(&[http_gateway(
+                "alice/site",
+                &["a.example"],
+                listen,
+                &[backend.addr]
+            )])
+            .await
+            .is_empty()
     );
-    assert_eq!(&received[expected_header..], CURL_HELLO);
-
-    let mut answer = [0; 12];
-    client
-        .read_exact(&mut answer)
-        .await
-        .expect("the backend's bytes come back");
-    assert_eq!(&answer, b"from backend");
+    let (code, body) = curl(&["-g", "-H", "Host: a.example", &format!("http://{listen}/")]).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("xff=::1 "), "{body}");
+    assert!(
+        body.contains("fwd=for=\"[::1]\";host=a.example;proto=http"),
+        "{body}"
+    );
     gateways.shutdown().await;
 }

@@ -246,9 +246,9 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
     })?;
     ensure!(gridnet_tests::healthy(&status), "{status}");
 
-    // A service on the gateway port is unreachable until a gateway on the ledger opens it.
-    let listener = within(node.ns.name(), || TcpListener::bind("0.0.0.0:80"))??;
-    std::thread::spawn(move || for _ in listener.incoming() {});
+    // A service on the gateway port is unreachable until a gateway on the ledger opens it
+    // (the kernel completes connections to a listening socket without an accept).
+    let stand_in = within(node.ns.name(), || TcpListener::bind("0.0.0.0:80"))??;
     let addr: std::net::SocketAddr = format!("{}:80", gridnet_tests::NODE_IP).parse()?;
     let reachable = || -> anyhow::Result<bool> {
         Ok(within(up.inet.name(), move || {
@@ -257,6 +257,8 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
         .is_ok())
     };
     ensure!(!reachable()?, "port 80 is open before any gateway");
+    // The gateway itself listens on the port: the stand-in makes way.
+    drop(stand_in);
     let seq = ledger.submit(
         "alice",
         Body::Gateway {
@@ -283,6 +285,7 @@ fn the_uplink_guard_follows_gateways_on_the_ledger_and_reports_its_mode() -> any
         },
     )?;
     agent.wait_for(30, |s| s["last_seq"] == seq && gridnet_tests::healthy(s))?;
+    let _stand_in = within(node.ns.name(), || TcpListener::bind("0.0.0.0:80"))??;
     ensure!(!reachable()?, "deleting the gateway did not close port 80");
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! request, so connection counts say little about backend load, and a counter is lock-free.
 
 /// The indices of the usable backends, rotated by `turn` (a counter bumped per request), so
-/// each usable backend comes first in turn: the first is the one to use, the rest are tried if connecting to it fails.
+/// each usable backend comes first in turn: the first is the one to use, the rest are tried if
+/// connecting to it fails.
 pub fn order(usable: &[bool], turn: usize) -> Vec<usize> {
     let mut candidates: Vec<usize> = (0..usable.len()).filter(|&i| usable[i]).collect();
     if !candidates.is_empty() {

@@ -9,8 +9,9 @@
 use std::{
     io,
     net::SocketAddr,
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
-    sync::mpsc,
+    sync::{Mutex, mpsc},
     time::Duration,
 };
 
@@ -53,45 +54,36 @@ pub enum DialError {
 
 type Request = (Domain, oneshot::Sender<io::Result<Socket>>);
 
+/// The identity of a namespace file: its device and inode (a namespace's inode on nsfs).
+type NamespaceId = (u64, u64);
+
+/// A thread inside one namespace, creating sockets.
+#[derive(Debug)]
+struct SocketThread {
+    namespace: NamespaceId,
+    requests: mpsc::Sender<Request>,
+}
+
 /// Opens TCP connections from one network namespace.
+///
+/// The namespace is named by its path: if a new namespace is mounted there (its container was
+/// made again), the next connection notices (one `stat` per connection, no `setns`) and a
+/// socket thread is started in the new one.
 #[derive(Debug)]
 pub struct Dialer {
+    /// `None` for the agent's own namespace.
     netns: Option<PathBuf>,
-    /// To the namespace's socket thread; `None` for the agent's own namespace.
-    requests: Option<mpsc::Sender<Request>>,
+    thread: Mutex<Option<SocketThread>>,
 }
 
 impl Dialer {
     /// A dialer for the namespace at `netns`, or for the agent's own namespace if `None`. The
-    /// namespace's socket thread runs until the dialer is dropped.
+    /// namespace must exist now; its socket thread runs until the dialer is dropped.
     pub fn new(netns: Option<&Path>) -> Result<Self, DialError> {
-        let Some(path) = netns else {
-            return Ok(Self {
-                netns: None,
-                requests: None,
-            });
-        };
-        let namespace = Netns::open_path(path).map_err(DialError::Namespace)?;
-        let (requests, incoming) = mpsc::channel::<Request>();
-        std::thread::Builder::new()
-            .name("gateway-netns".into())
-            .spawn(move || {
-                let served = namespace.enter(|| {
-                    for (domain, reply) in incoming {
-                        let _ = reply.send(new_socket(domain));
-                    }
-                });
-                if let Err(e) = served {
-                    tracing::error!(netns = %namespace.name(), error = %e, "cannot enter the gateway's network namespace");
-                }
-            })
-            .map_err(|source| DialError::Thread {
-                netns: path.to_owned(),
-                source,
-            })?;
+        let thread = netns.map(spawn).transpose()?;
         Ok(Self {
-            netns: Some(path.to_owned()),
-            requests: Some(requests),
+            netns: netns.map(Path::to_owned),
+            thread: Mutex::new(thread),
         })
     }
 
@@ -120,19 +112,90 @@ impl Dialer {
 
     async fn socket(&self, addr: SocketAddr) -> Result<Socket, DialError> {
         let domain = Domain::for_address(addr);
-        let created = match &self.requests {
-            None => new_socket(domain),
-            Some(requests) => {
-                let gone = || DialError::ThreadGone {
-                    netns: self.netns.clone().unwrap_or_default(),
-                };
-                let (reply, created) = oneshot::channel();
-                requests.send((domain, reply)).map_err(|_| gone())?;
-                created.await.map_err(|_| gone())?
-            }
+        let Some(path) = &self.netns else {
+            return new_socket(domain).map_err(|source| DialError::Socket { addr, source });
         };
-        created.map_err(|source| DialError::Socket { addr, source })
+        let requests = self.requests(path)?;
+        let gone = || DialError::ThreadGone {
+            netns: path.clone(),
+        };
+        let (reply, created) = oneshot::channel();
+        requests.send((domain, reply)).map_err(|_| gone())?;
+        created
+            .await
+            .map_err(|_| gone())?
+            .map_err(|source| DialError::Socket { addr, source })
     }
+
+    /// The socket thread of the namespace now at `path`, started anew if the namespace there
+    /// changed.
+    fn requests(&self, path: &Path) -> Result<mpsc::Sender<Request>, DialError> {
+        let now = namespace_id(path).map_err(|source| {
+            DialError::Namespace(NetnsError::Io {
+                action: "find",
+                name: path.display().to_string(),
+                source,
+            })
+        })?;
+        let mut thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match thread.as_ref() {
+            Some(current) if current.namespace == now => Ok(current.requests.clone()),
+            _ => {
+                let fresh = spawn(path)?;
+                let requests = fresh.requests.clone();
+                // Dropping the old sender ends the old thread.
+                *thread = Some(fresh);
+                Ok(requests)
+            }
+        }
+    }
+}
+
+fn namespace_id(path: &Path) -> io::Result<NamespaceId> {
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.dev(), metadata.ino()))
+}
+
+/// Starts a thread that enters the namespace at `path` and creates sockets on request until
+/// its channel closes.
+fn spawn(path: &Path) -> Result<SocketThread, DialError> {
+    let namespace = Netns::open_path(path).map_err(DialError::Namespace)?;
+    let metadata = namespace.file().metadata().map_err(|source| {
+        DialError::Namespace(NetnsError::Io {
+            action: "inspect",
+            name: path.display().to_string(),
+            source,
+        })
+    })?;
+    let id = (metadata.dev(), metadata.ino());
+    let (requests, incoming) = mpsc::channel::<Request>();
+    std::thread::Builder::new()
+        .name("gateway-netns".into())
+        .spawn(move || {
+            let served = namespace.enter(|| {
+                for (domain, reply) in incoming {
+                    let _ = reply.send(new_socket(domain));
+                }
+            });
+            if let Err(e) = served {
+                tracing::error!(
+                    netns = %namespace.name(),
+                    error = %e,
+                    "cannot enter the gateway's network namespace"
+                );
+            }
+        })
+        .map_err(|source| DialError::Thread {
+            netns: path.to_owned(),
+            source,
+        })?;
+    Ok(SocketThread {
+        namespace: id,
+        requests,
+    })
 }
 
 /// A non-blocking TCP socket of the calling thread's namespace, not inherited by children.

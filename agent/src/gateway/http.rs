@@ -3,13 +3,14 @@
 //!
 //! hyper serves the client side (it answers 400 to a malformed request, 431 to a head over
 //! the size limit, and closes a connection whose head does not arrive in time) and speaks to
-//! the backend. HTTP/2 is not served (see docs/gateways.md).
+//! the backend. Upgrades (WebSocket) are joined through; HTTP/2 is not served (see
+//! docs/gateways.md).
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
 use http::{
     HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
-    header::{CONNECTION, CONTENT_TYPE, HOST},
+    header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE},
 };
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::{
@@ -18,7 +19,7 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio::{io::AsyncWriteExt, net::TcpStream, sync::OwnedSemaphorePermit};
 
 use super::{
     forwarded, hostname,
@@ -26,12 +27,13 @@ use super::{
     listener::ListenerShared,
     proxy_header,
     runtime::{Unavailable, error_chain},
+    upgrade,
 };
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Headers that belong to one connection and are not forwarded (RFC 9110 §7.6.1), beside the
-/// ones a `Connection` header names. `Upgrade` is among them: upgrades are not proxied.
+/// ones a `Connection` header names and `Upgrade` (put back for upgrades, see [`upgrade`]).
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -43,7 +45,12 @@ const HOP_BY_HOP: [&str; 8] = [
     "transfer-encoding",
 ];
 
-pub async fn serve(client: TcpStream, peer: SocketAddr, shared: &Arc<ListenerShared>) {
+pub async fn serve(
+    client: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<ListenerShared>,
+    permit: Arc<OwnedSemaphorePermit>,
+) {
     let limits = &shared.limits;
     let activity = Activity::new();
     let io = TokioIo::new(Watched::new(client, Arc::clone(&activity)));
@@ -57,14 +64,20 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, shared: &Arc<ListenerSha
     let for_requests = Arc::clone(shared);
     let service = service_fn(move |request| {
         let shared = Arc::clone(&for_requests);
-        async move { Ok::<_, Infallible>(proxy(request, peer, &shared).await) }
+        let permit = Arc::clone(&permit);
+        async move { Ok::<_, Infallible>(proxy(request, peer, &shared, permit).await) }
     });
-    let connection = builder.serve_connection(io, service);
+    let connection = builder.serve_connection(io, service).with_upgrades();
     let mut closed = shared.closed();
     tokio::select! {
         served = connection => {
             if let Err(e) = served {
-                tracing::debug!(listener = %shared.addr, %peer, error = %e, "HTTP connection ended");
+                tracing::debug!(
+                    listener = %shared.addr,
+                    %peer,
+                    error = %e,
+                    "HTTP connection ended"
+                );
             }
         }
         () = activity.idle_for(limits.idle_timeout) => {}
@@ -76,17 +89,19 @@ async fn proxy(
     request: Request<Incoming>,
     peer: SocketAddr,
     shared: &ListenerShared,
+    permit: Arc<OwnedSemaphorePermit>,
 ) -> Response<Body> {
-    match forward(request, peer, shared).await {
+    match forward(request, peer, shared, permit).await {
         Ok(response) => response,
         Err(status) => answer(status),
     }
 }
 
 async fn forward(
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     peer: SocketAddr,
     shared: &ListenerShared,
+    permit: Arc<OwnedSemaphorePermit>,
 ) -> Result<Response<Body>, StatusCode> {
     let authority = match request.headers().get(HOST) {
         Some(host) => host.to_str().ok().map(str::to_owned),
@@ -95,18 +110,23 @@ async fn forward(
     let hostname = authority
         .as_deref()
         .and_then(hostname::from_authority)
-        .ok_or(StatusCode::BAD_REQUEST)?;
-    let gateway = shared.route(&hostname).ok_or(StatusCode::NOT_FOUND)?;
+        .ok_or(StatusCode::BAD_REQUEST);
+    let gateway = hostname.and_then(|h| shared.route(&h).ok_or(StatusCode::NOT_FOUND));
+    let gateway = gateway.inspect_err(|_| shared.count_unrouted())?;
     let (mut backend, counted) = gateway.connect().await.map_err(|e| {
-        tracing::debug!(gateway = %gateway.spec.name, error = %error_chain(&e), "no backend for a request");
+        tracing::debug!(
+            gateway = %gateway.spec.name,
+            error = %error_chain(&e),
+            "no backend for a request"
+        );
         match e {
             Unavailable::NoHealthyBackend => StatusCode::SERVICE_UNAVAILABLE,
             Unavailable::ConnectFailed(_) => StatusCode::BAD_GATEWAY,
         }
     })?;
+    let counted = Arc::new(counted);
     if gateway.spec.proxy_protocol {
-        let local = shared.addr;
-        let header = proxy_header::v2(peer, local).map_err(|_| StatusCode::BAD_GATEWAY)?;
+        let header = proxy_header::v2(peer, shared.addr).map_err(|_| StatusCode::BAD_GATEWAY)?;
         backend
             .write_all(&header)
             .await
@@ -118,16 +138,22 @@ async fn forward(
         .await
         .map_err(|_| StatusCode::BAD_GATEWAY)?;
     let idle_timeout = shared.limits.idle_timeout;
+    let (held, watched) = (Arc::clone(&counted), Arc::clone(&activity));
     tokio::spawn(async move {
         tokio::select! {
-            _ = connection => {}
-            () = activity.idle_for(idle_timeout) => {}
+            _ = connection.with_upgrades() => {}
+            () = watched.idle_for(idle_timeout) => {}
         }
-        drop(counted);
+        drop(held);
     });
 
+    let protocol = upgrade::requested(request.headers());
+    let client_upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     remove_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = &protocol {
+        upgrade::restore(&mut parts.headers, protocol.clone());
+    }
     if !parts.headers.contains_key(HOST)
         && let Some(value) = authority
             .as_deref()
@@ -146,15 +172,43 @@ async fn forward(
         .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     parts.version = Version::HTTP_11;
 
-    let response = sender
+    let mut response = sender
         .send_request(Request::from_parts(parts, body))
         .await
         .map_err(|e| {
-            tracing::debug!(gateway = %gateway.spec.name, error = %e, "backend did not answer a request");
+            tracing::debug!(
+                gateway = %gateway.spec.name,
+                error = %e,
+                "backend did not answer a request"
+            );
             StatusCode::BAD_GATEWAY
         })?;
+    let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let backend_protocol = response.headers().get(UPGRADE).cloned();
+    let splice = match (client_upgrade, backend_protocol) {
+        (Some(client), Some(protocol)) if switched => Some((client, protocol)),
+        _ if switched => return Err(StatusCode::BAD_GATEWAY),
+        _ => None,
+    };
+    let backend_upgrade = splice.is_some().then(|| hyper::upgrade::on(&mut response));
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
+    if let (Some((client, protocol)), Some(backend)) = (splice, backend_upgrade) {
+        upgrade::restore(&mut parts.headers, protocol);
+        tokio::spawn(
+            upgrade::Splice {
+                client,
+                backend,
+                activity,
+                idle_timeout,
+                listener_closed: shared.closed(),
+                gateway_closed: gateway.closed(),
+                counted,
+                permit,
+            }
+            .run(),
+        );
+    }
     Ok(Response::from_parts(parts, body.boxed()))
 }
 
@@ -173,7 +227,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove(http::header::UPGRADE);
+    headers.remove(UPGRADE);
 }
 
 /// The gateway's own short answer.

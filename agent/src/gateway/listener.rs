@@ -39,6 +39,7 @@ pub struct ListenerShared {
     pub routes: RwLock<RouteTable<Arc<Gateway>>>,
     permits: Arc<Semaphore>,
     rejected: AtomicU64,
+    unrouted: AtomicU64,
     closed: watch::Sender<bool>,
 }
 
@@ -49,6 +50,11 @@ impl ListenerShared {
             .read()
             .ok()
             .and_then(|routes| routes.route(hostname).cloned())
+    }
+
+    /// Counts a request or connection that no gateway here takes.
+    pub fn count_unrouted(&self) {
+        self.unrouted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Resolves when the listener is closed.
@@ -65,6 +71,7 @@ impl ListenerShared {
             addr: self.addr,
             active_connections: u64::try_from(open).unwrap_or(u64::MAX),
             rejected_connections: self.rejected.load(Ordering::Relaxed),
+            unrouted: self.unrouted.load(Ordering::Relaxed),
         }
     }
 }
@@ -95,6 +102,7 @@ impl Listener {
             limits,
             routes: RwLock::default(),
             rejected: AtomicU64::new(0),
+            unrouted: AtomicU64::new(0),
             closed: watch::channel(false).0,
         });
         let task = tokio::spawn(accept(listener, Arc::clone(&shared)));
@@ -105,11 +113,20 @@ impl Listener {
         &self.shared
     }
 
-    /// Stops accepting and closes the listener's connections.
-    pub async fn close(self) {
+    /// Stops accepting and closes the listener's connections; the address is free once this
+    /// returns.
+    pub async fn close(mut self) {
         self.shared.closed.send_replace(true);
         self.task.abort();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Listener {
+    /// A listener dropped without [`Listener::close`] (its owner went away) stops all the same.
+    fn drop(&mut self) {
+        self.shared.closed.send_replace(true);
+        self.task.abort();
     }
 }
 
@@ -118,7 +135,11 @@ async fn accept(listener: TcpListener, shared: Arc<ListenerShared>) {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(listener = %shared.addr, error = %e, "gateway cannot accept a connection");
+                tracing::warn!(
+                    listener = %shared.addr,
+                    error = %e,
+                    "gateway cannot accept a connection"
+                );
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
@@ -132,10 +153,13 @@ async fn accept(listener: TcpListener, shared: Arc<ListenerShared>) {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             match shared.mode {
-                GatewayMode::Http => http::serve(stream, peer, &shared).await,
-                GatewayMode::TlsPassthrough => passthrough::serve(stream, peer, &shared).await,
+                // Upgraded connections outlive the HTTP connection: they hold the permit too.
+                GatewayMode::Http => http::serve(stream, peer, &shared, Arc::new(permit)).await,
+                GatewayMode::TlsPassthrough => {
+                    passthrough::serve(stream, peer, &shared).await;
+                    drop(permit);
+                }
             }
-            drop(permit);
         });
     }
 }

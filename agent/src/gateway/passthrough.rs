@@ -44,18 +44,30 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, shared: &ListenerSha
     let (first_bytes, name) = match hello {
         Ok(hello) => hello,
         Err(e) => {
+            shared.count_unrouted();
             tracing::debug!(listener = %shared.addr, %peer, error = %e, "TLS connection closed");
             return;
         }
     };
     let Some(gateway) = shared.route(&name) else {
-        tracing::debug!(listener = %shared.addr, %peer, %name, "TLS connection for an unknown name closed");
+        shared.count_unrouted();
+        tracing::debug!(
+            listener = %shared.addr,
+            %peer,
+            %name,
+            "TLS connection for an unknown name closed"
+        );
         return;
     };
     let (mut backend, counted) = match gateway.connect().await {
         Ok(connected) => connected,
         Err(e) => {
-            tracing::debug!(gateway = %gateway.spec.name, %peer, error = %error_chain(&e), "TLS connection closed");
+            tracing::debug!(
+                gateway = %gateway.spec.name,
+                %peer,
+                error = %error_chain(&e),
+                "TLS connection closed"
+            );
             return;
         }
     };
@@ -67,14 +79,22 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, shared: &ListenerSha
         {
             Ok(header) => head.extend_from_slice(&header),
             Err(e) => {
-                tracing::debug!(gateway = %gateway.spec.name, error = %e, "cannot build a PROXY header");
+                tracing::debug!(
+                    gateway = %gateway.spec.name,
+                    error = %e,
+                    "cannot build a PROXY header"
+                );
                 return;
             }
         }
     }
     head.extend_from_slice(&first_bytes);
     if let Err(e) = backend.write_all(&head).await {
-        tracing::debug!(gateway = %gateway.spec.name, error = %e, "backend closed before the ClientHello");
+        tracing::debug!(
+            gateway = %gateway.spec.name,
+            error = %e,
+            "backend closed before the ClientHello"
+        );
         return;
     }
     let activity = Activity::new();

@@ -4,7 +4,7 @@
 
 use std::{io, net::SocketAddr};
 
-use ppp::v2::{Builder, Command, Protocol, Version};
+use ppp::v2::{Addresses, Builder, Command, Protocol, Version};
 
 /// The header for a TCP connection from `client` to the gateway's `local` address.
 pub fn v2(client: SocketAddr, local: SocketAddr) -> io::Result<Vec<u8>> {
@@ -13,6 +13,17 @@ pub fn v2(client: SocketAddr, local: SocketAddr) -> io::Result<Vec<u8>> {
         Version::Two | Command::Proxy,
         Protocol::Stream,
         (client, local),
+    )
+    .build()
+}
+
+/// The header of a connection the gateway opens for itself (a health check): the LOCAL
+/// command, no addresses, which backends that require the header accept without complaint.
+pub fn local() -> io::Result<Vec<u8>> {
+    Builder::with_addresses(
+        Version::Two | Command::Local,
+        Protocol::Unspecified,
+        Addresses::Unspecified,
     )
     .build()
 }
@@ -36,7 +47,7 @@ fn same_family(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ppp::v2::{Addresses, Header};
+    use ppp::v2::Header;
 
     #[test]
     fn headers_carry_both_addresses() {
@@ -48,6 +59,15 @@ mod tests {
         assert_eq!(header.command, Command::Proxy);
         assert_eq!(header.addresses, Addresses::from((client, local)));
         assert_eq!(bytes.len(), 16 + 12);
+    }
+
+    #[test]
+    fn health_checks_say_local() {
+        let bytes = local().expect("header");
+        let header = Header::try_from(&bytes[..]).expect("parse");
+        assert_eq!(header.command, Command::Local);
+        assert_eq!(header.addresses, Addresses::Unspecified);
+        assert_eq!(bytes.len(), 16);
     }
 
     #[test]

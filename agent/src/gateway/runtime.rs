@@ -9,12 +9,13 @@ use std::{
     time::SystemTime,
 };
 
-use tokio::{net::TcpStream, sync::watch};
+use tokio::{io::AsyncWriteExt as _, net::TcpStream, sync::watch};
 
 use super::{
     GatewaySpec, Limits, balance,
     dialer::{DialError, Dialer},
     health::{Health, HealthState},
+    proxy_header,
     status::BackendStatus,
 };
 
@@ -52,7 +53,12 @@ impl Backend {
             checked.last = Some(SystemTime::now());
             checked.error = result.as_ref().err().map(|e| error_chain(e));
             if before != after {
-                tracing::info!(backend = %self.addr, health = ?after, error = ?checked.error, "gateway backend health changed");
+                tracing::info!(
+                    backend = %self.addr,
+                    health = ?after,
+                    error = ?checked.error,
+                    "gateway backend health changed"
+                );
             }
         }
     }
@@ -93,8 +99,11 @@ pub struct Gateway {
     turn: AtomicUsize,
     active: AtomicU64,
     total: AtomicU64,
-    /// Turns true when the gateway is removed: its connections close.
-    closed: watch::Sender<bool>,
+    /// Connections and requests that found no backend to take them.
+    unavailable: AtomicU64,
+    /// Turns true when the gateway is removed: its connections close. Shared with the
+    /// gateways it replaced, whose connections are still open.
+    closed: Arc<watch::Sender<bool>>,
 }
 
 /// Counts a connection (to the gateway, or to one backend) while it lives.
@@ -116,7 +125,13 @@ impl Drop for Counted {
 }
 
 impl Gateway {
-    pub fn new(spec: GatewaySpec, dialer: Arc<Dialer>, limits: Arc<Limits>) -> Self {
+    /// A gateway; `closed` is a fresh channel, or the one of the gateway it replaces.
+    pub fn new(
+        spec: GatewaySpec,
+        dialer: Arc<Dialer>,
+        limits: Arc<Limits>,
+        closed: Arc<watch::Sender<bool>>,
+    ) -> Self {
         let backends = spec
             .backends
             .iter()
@@ -134,7 +149,8 @@ impl Gateway {
             turn: AtomicUsize::new(0),
             active: AtomicU64::new(0),
             total: AtomicU64::new(0),
-            closed: watch::channel(false).0,
+            unavailable: AtomicU64::new(0),
+            closed,
         }
     }
 
@@ -142,10 +158,13 @@ impl Gateway {
         &self.dialer
     }
 
-    pub fn counters(&self) -> (u64, u64) {
+    /// Backend connections open now, opened in all, and the connections or requests that
+    /// found no backend.
+    pub fn counters(&self) -> (u64, u64, u64) {
         (
             self.active.load(Ordering::Relaxed),
             self.total.load(Ordering::Relaxed),
+            self.unavailable.load(Ordering::Relaxed),
         )
     }
 
@@ -156,6 +175,11 @@ impl Gateway {
 
     pub fn close(&self) {
         self.closed.send_replace(true);
+    }
+
+    /// The channel that closes this gateway's connections, for its successor.
+    pub fn closing(&self) -> Arc<watch::Sender<bool>> {
+        Arc::clone(&self.closed)
     }
 
     /// A connection to the next usable backend (round robin); the others are tried in turn if
@@ -182,11 +206,17 @@ impl Gateway {
                     return Ok((stream, counted));
                 }
                 Err(e) => {
-                    tracing::debug!(gateway = %self.spec.name, backend = %addr, error = %error_chain(&e), "gateway backend did not answer");
+                    tracing::debug!(
+                        gateway = %self.spec.name,
+                        backend = %addr,
+                        error = %error_chain(&e),
+                        "gateway backend did not answer"
+                    );
                     last_error = Some(e);
                 }
             }
         }
+        self.unavailable.fetch_add(1, Ordering::Relaxed);
         Err(last_error.map_or(Unavailable::NoHealthyBackend, Unavailable::ConnectFailed))
     }
 
@@ -195,11 +225,24 @@ impl Gateway {
         let mut closed = self.closed();
         loop {
             let checks = self.backends.iter().map(|backend| async {
-                let result = self
+                let result = match self
                     .dialer
                     .connect(backend.addr, self.limits.health_timeout)
                     .await
-                    .map(drop);
+                {
+                    Ok(mut stream) => {
+                        // The check is the connect; the header only spares a backend that
+                        // requires it a complaint about a connection without one.
+                        if self.spec.proxy_protocol
+                            && let Ok(header) = proxy_header::local()
+                        {
+                            let write = stream.write_all(&header);
+                            let _ = tokio::time::timeout(self.limits.health_timeout, write).await;
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
                 backend.record(&result, &self.limits);
             });
             futures::future::join_all(checks).await;

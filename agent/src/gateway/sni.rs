@@ -172,6 +172,27 @@ mod tests {
         assert_eq!(name(NO_SNI_HELLO), Err(HelloError::NoServerName));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_get_an_answer_without_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+        ) {
+            let _ = name(&bytes);
+        }
+
+        #[test]
+        fn a_damaged_hello_gets_an_answer_without_panic(
+            at in 0..CURL_HELLO.len(),
+            byte in proptest::prelude::any::<u8>(),
+            cut in 0..CURL_HELLO.len(),
+        ) {
+            let mut damaged = CURL_HELLO.to_vec();
+            damaged[at] = byte;
+            let _ = name(&damaged);
+            let _ = name(&damaged[..cut]);
+        }
+    }
+
     #[test]
     fn what_is_not_a_client_hello_is_refused() {
         assert_eq!(name(b"GET / HTTP/1.1\r\n"), Err(HelloError::NotTls));

@@ -22,6 +22,9 @@ pub struct GatewayStatus {
     pub active_connections: u64,
     /// Backend connections opened since the gateway started.
     pub total_connections: u64,
+    /// Client connections (TLS) and requests (HTTP) that found no backend: answered 502 or
+    /// 503, or closed.
+    pub unavailable: u64,
 }
 
 /// A listening address, possibly shared by several gateways.
@@ -32,6 +35,9 @@ pub struct ListenerStatus {
     pub active_connections: u64,
     /// Client connections closed at once because the listener was at its limit.
     pub rejected_connections: u64,
+    /// Requests and connections for no gateway here: no or an unknown host name, no SNI, not
+    /// TLS, a malformed, truncated or slow ClientHello.
+    pub unrouted: u64,
 }
 
 /// One backend and what its health checks say.
