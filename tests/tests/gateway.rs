@@ -202,11 +202,12 @@ fn http_by_host_and_tls_by_sni_reach_a_backend_on_another_node() -> anyhow::Resu
     // `gridnet status` shows the gateway: names, listener, backend health and connections.
     // Status is refreshed every second.
     let www = wait::until(
-        Duration::from_secs(5),
+        Duration::from_secs(10),
         "alice/www's status showing its backend up and the requests served",
         || gateway_status(&grid, 1, "alice/www"),
         |www| www["backends"][0]["health"] == "up" && www["total_connections"].as_u64() >= Some(2),
-    )?;
+    )
+    .with_context(|| grid.node(1).agent_log())?;
     ensure!(
         www["hostnames"] == serde_json::json!(["www.example.org"])
             && www["listeners"][0]["addr"] == "192.0.2.1:80"

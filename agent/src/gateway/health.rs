@@ -40,17 +40,18 @@ impl HealthState {
         self.health
     }
 
-    /// Takes one check result. The first result decides at once (nothing is known to keep);
-    /// afterwards `fall` failures in a row take the backend down and `rise` successes in a row
-    /// bring it back up.
+    /// Takes one check result. Until a first success, and while up, `fall` failures in a row take
+    /// the backend down; `rise` successes in a row bring a down backend back up.
     pub fn record(&mut self, ok: bool, fall: u32, rise: u32) -> Health {
         let (agrees, needed, flipped) = match self.health {
-            Health::Unknown => {
-                self.health = if ok { Health::Up } else { Health::Down };
+            // A first success is proof enough; a first failure is not: the first check of a
+            // backend on another node often waits for the tunnel's first handshake.
+            Health::Unknown if ok => {
+                self.health = Health::Up;
                 self.streak = 0;
                 return self.health;
             }
-            Health::Up => (ok, fall, Health::Down),
+            Health::Unknown | Health::Up => (ok, fall, Health::Down),
             Health::Down => (!ok, rise, Health::Up),
         };
         if agrees {
@@ -76,9 +77,11 @@ mod tests {
     }
 
     #[test]
-    fn the_first_check_decides() {
-        assert_eq!(run(&[true]), [Health::Up]);
-        assert_eq!(run(&[false]), [Health::Down]);
+    fn a_first_success_decides_and_a_first_failure_counts_like_any() {
+        use Health::{Down, Unknown, Up};
+        assert_eq!(run(&[true]), [Up]);
+        assert_eq!(run(&[false, false]), [Unknown, Down]);
+        assert_eq!(run(&[false, true]), [Unknown, Up]);
         assert!(HealthState::default().health().usable());
     }
 
