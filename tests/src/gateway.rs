@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use gridnet_agent::{ledger::Body, plan::GatewayMode};
 
-use crate::{Grid, TempDir, TestNetns, gridnet_bin, in_netns, ip, listens_on, run_in, wait};
+use crate::{Grid, TempDir, TestNetns, gridnet_bin, in_netns, listens_on, run_in, wait};
 
 /// The internet's address on the grid's underlay (192.0.2.0/24, where node n is .n).
 pub const INTERNET_IP: &str = "192.0.2.200";
@@ -35,30 +35,7 @@ impl Internet {
         let inet = Self {
             ns: TestNetns::new("inet")?,
         };
-        let underlay = grid.underlay.name();
-        ip(
-            underlay,
-            &[
-                "link",
-                "add",
-                "inet",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                inet.ns.name(),
-            ],
-        )?;
-        ip(underlay, &["link", "set", "inet", "master", "br0", "up"])?;
-        let ns = inet.ns.name();
-        ip(
-            ns,
-            &["addr", "add", &format!("{INTERNET_IP}/24"), "dev", "eth0"],
-        )?;
-        ip(ns, &["link", "set", "eth0", "up"])?;
-        ip(ns, &["link", "set", "lo", "up"])?;
+        grid.plug("inet", inet.ns.name(), "eth0", &format!("{INTERNET_IP}/24"))?;
         Ok(inet)
     }
 

@@ -26,32 +26,13 @@ impl Grid {
         let mut nodes = Vec::new();
         for id in 1..=count {
             let node = Node::labelled(label)?;
-            let port = format!("n{id}");
-            ip(
-                underlay.name(),
-                &[
-                    "link",
-                    "add",
-                    &port,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "up0",
-                    "netns",
-                    node.ns.name(),
-                ],
-            )?;
-            ip(
-                underlay.name(),
-                &["link", "set", &port, "master", "br0", "up"],
-            )?;
-            ip(
+            plug(
+                &underlay,
+                &format!("n{id}"),
                 node.ns.name(),
-                &["addr", "add", &Self::underlay_address(id), "dev", "up0"],
+                "up0",
+                &Self::underlay_address(id),
             )?;
-            ip(node.ns.name(), &["link", "set", "up0", "up"])?;
-            ip(node.ns.name(), &["link", "set", "lo", "up"])?;
             nodes.push(node);
         }
         let mut ledger = TestLedger::new(nodes[0].workdir())?;
@@ -68,6 +49,29 @@ impl Grid {
             grid.register_node(id)?;
         }
         Ok(grid)
+    }
+
+    /// Plugs namespace `ns` into the underlay bridge: a veth `port` on the bridge whose other
+    /// end is `inside` in `ns` at `cidr`, up, with `ns`'s loopback up too.
+    pub fn plug(&self, port: &str, ns: &str, inside: &str, cidr: &str) -> anyhow::Result<()> {
+        plug(&self.underlay, port, ns, inside, cidr)
+    }
+
+    /// Node `node`'s tunnel peer with public key `key` in `network`, as its status shows it.
+    pub fn tunnel_peer(
+        &self,
+        node: u32,
+        network: &str,
+        key: &str,
+    ) -> anyhow::Result<Option<serde_json::Value>> {
+        let status = self.agent(node)?.status()?;
+        Ok(status["tunnels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["network"] == network)
+            .flat_map(|t| t["peers"].as_array().cloned().unwrap_or_default())
+            .find(|p| p["public_key"] == key))
     }
 
     fn underlay_address(id: u32) -> String {
@@ -275,4 +279,24 @@ impl Drop for Grid {
         self.agents.clear();
         self.nodes.clear();
     }
+}
+
+fn plug(
+    underlay: &TestNetns,
+    port: &str,
+    ns: &str,
+    inside: &str,
+    cidr: &str,
+) -> anyhow::Result<()> {
+    let bridge = underlay.name();
+    ip(
+        bridge,
+        &[
+            "link", "add", port, "type", "veth", "peer", "name", inside, "netns", ns,
+        ],
+    )?;
+    ip(bridge, &["link", "set", port, "master", "br0", "up"])?;
+    ip(ns, &["addr", "add", cidr, "dev", inside])?;
+    ip(ns, &["link", "set", inside, "up"])?;
+    ip(ns, &["link", "set", "lo", "up"])
 }

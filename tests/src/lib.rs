@@ -59,6 +59,6 @@ pub use plan::{test_container, test_network};
 pub use procfs::{InetSocket, inet_sockets, listens_on, socket_inodes};
 pub use stats::{counter, xdp_drops};
 pub use tempdir::TempDir;
-pub use traffic::{RawSender, fetch, fetch_in, ping, serve_identity, serve_identity_in};
+pub use traffic::{RawSender, fetch, fetch_in, ping, ping_from, serve_identity, serve_identity_in};
 pub use uplink::{INET_IP, NODE_IP, Uplinked, uplinked};
 pub use wg_client::{WgClient, WgKeys};

@@ -19,6 +19,18 @@ pub fn ping(ns: &str, target: &str, count: u32) -> anyhow::Result<bool> {
     Ok(out.status.success())
 }
 
+/// `ping` from inside a namespace with source address `source` (one the namespace holds, or
+/// not: a forged source): true when replies came back.
+pub fn ping_from(ns: &str, source: &str, target: &str, count: u32) -> anyhow::Result<bool> {
+    let count = count.to_string();
+    let out = run_in(
+        ns,
+        "ping",
+        &["-c", &count, "-i", "0.2", "-W", "1", "-I", source, target],
+    )?;
+    Ok(out.status.success())
+}
+
 /// Starts a TCP server in container `container` of `node` that answers every connection with
 /// `identity` and closes it; the thread lives as long as the process.
 pub fn serve_identity(

@@ -62,29 +62,7 @@ impl WgClient {
     /// wg-quick file. `port` names its port on the underlay bridge (unique in the grid).
     pub fn start(grid: &Grid, port: &str, underlay_ip: &str, config: &str) -> anyhow::Result<Self> {
         let ns = TestNetns::new("wgclient")?;
-        let underlay = grid.underlay.name();
-        ip(
-            underlay,
-            &[
-                "link",
-                "add",
-                port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "up0",
-                "netns",
-                ns.name(),
-            ],
-        )?;
-        ip(underlay, &["link", "set", port, "master", "br0", "up"])?;
-        ip(
-            ns.name(),
-            &["addr", "add", &format!("{underlay_ip}/24"), "dev", "up0"],
-        )?;
-        ip(ns.name(), &["link", "set", "up0", "up"])?;
-        ip(ns.name(), &["link", "set", "lo", "up"])?;
+        grid.plug(port, ns.name(), "up0", &format!("{underlay_ip}/24"))?;
 
         let ifname = format!("wgc{}", names::unique_id());
         let dir = TempDir::new("wgclient")?;

@@ -7,8 +7,8 @@ use std::{net::SocketAddr, process::Command, time::Duration};
 use anyhow::{Context as _, ensure};
 use gridnet_agent::ledger::{Body, model::ObjectKind};
 use gridnet_tests::{
-    Grid, TempDir, WgClient, WgKeys, fetch, fetch_in, gridnet_bin, proto::WIREGUARD_PORT, run_in,
-    serve_identity, serve_identity_in, wait,
+    Grid, TempDir, WgClient, WgKeys, fetch, fetch_in, gridnet_bin, ping_from,
+    proto::WIREGUARD_PORT, serve_identity, serve_identity_in, wait,
 };
 
 const PORT: u16 = 7100;
@@ -200,23 +200,6 @@ fn a_site_and_laptops_reach_their_network_on_every_node_and_nothing_else() -> an
     Ok(())
 }
 
-/// Node `node`'s tunnel peer with public key `key` in `network`, as its status shows it.
-fn peer(
-    grid: &Grid,
-    node: u32,
-    network: &str,
-    key: &str,
-) -> anyhow::Result<Option<serde_json::Value>> {
-    let status = grid.agent(node)?.status()?;
-    Ok(status["tunnels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["network"] == network)
-        .flat_map(|t| t["peers"].as_array().cloned().unwrap_or_default())
-        .find(|p| p["public_key"] == key))
-}
-
 #[test]
 fn a_forged_source_is_dropped_and_a_removed_peer_is_cut_off() -> anyhow::Result<()> {
     let mut grid = grid("access-cut")?;
@@ -237,26 +220,14 @@ fn a_forged_source_is_dropped_and_a_removed_peer_is_cut_off() -> anyhow::Result<
     // An address the ledger did not give it: the node drops what comes from it, and counts it.
     let ns = laptop.ns.name();
     gridnet_tests::ip(ns, &["addr", "add", "10.1.200.6/32", "dev", &laptop.ifname])?;
-    let forged = run_in(
-        ns,
-        "ping",
-        &[
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            "-I",
-            "10.1.200.6",
-            "10.1.1.2",
-        ],
-    )?;
-    ensure!(!forged.status.success(), "a forged source got answers");
+    ensure!(
+        !ping_from(ns, "10.1.200.6", "10.1.1.2", 3)?,
+        "a forged source got answers"
+    );
     let seen = wait::until(
         Duration::from_secs(5),
         "the laptop's forged packets counted",
-        || peer(&grid, 2, "alice/web", &keys.public),
+        || grid.tunnel_peer(2, "alice/web", &keys.public),
         |p| {
             p.as_ref()
                 .is_some_and(|p| p["drops"]["allowed_ips"].as_u64() >= Some(3))
@@ -274,7 +245,7 @@ fn a_forged_source_is_dropped_and_a_removed_peer_is_cut_off() -> anyhow::Result<
     )?;
     grid.settle(seq)?;
     ensure!(
-        peer(&grid, 2, "alice/web", &keys.public)?.is_none(),
+        grid.tunnel_peer(2, "alice/web", &keys.public)?.is_none(),
         "the node still has the removed peer"
     );
     wait::until(

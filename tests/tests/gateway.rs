@@ -74,6 +74,21 @@ fn serve_echo_http(ns: &str, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Submits alice's gateway `name` in alice/web on `node`, for one host name and one backend.
+fn gateway(
+    grid: &mut Grid,
+    name: &str,
+    node: u32,
+    hostname: &str,
+    backend: &str,
+    mode: GatewayMode,
+) -> anyhow::Result<u64> {
+    grid.ledger.submit(
+        "alice",
+        gateway_entry(name, "web", node, &[hostname], &[backend], mode)?,
+    )
+}
+
 /// alice/web on nodes 1..=count, node 1 public, the backend container `app` on the last node.
 fn grid(label: &str, count: u32) -> anyhow::Result<(Grid, u64)> {
     let mut grid = Grid::new(label, count)?;
@@ -99,16 +114,13 @@ fn gateway_status(grid: &Grid, node: u32, name: &str) -> anyhow::Result<serde_js
 #[test]
 fn http_by_host_and_tls_by_sni_reach_a_backend_on_another_node() -> anyhow::Result<()> {
     let (mut grid, _) = grid("gw", 2)?;
-    grid.ledger.submit(
-        "alice",
-        gateway_entry(
-            "www",
-            "web",
-            1,
-            &["www.example.org"],
-            &["10.1.2.2:8080"],
-            GatewayMode::Http,
-        )?,
+    gateway(
+        &mut grid,
+        "www",
+        1,
+        "www.example.org",
+        "10.1.2.2:8080",
+        GatewayMode::Http,
     )?;
     grid.ledger.submit(
         "alice",
@@ -121,16 +133,13 @@ fn http_by_host_and_tls_by_sni_reach_a_backend_on_another_node() -> anyhow::Resu
             GatewayMode::Http,
         )?,
     )?;
-    let seq = grid.ledger.submit(
-        "alice",
-        gateway_entry(
-            "secure",
-            "web",
-            1,
-            &["secure.example.org"],
-            &["10.1.2.2:8443"],
-            GatewayMode::TlsPassthrough,
-        )?,
+    let seq = gateway(
+        &mut grid,
+        "secure",
+        1,
+        "secure.example.org",
+        "10.1.2.2:8443",
+        GatewayMode::TlsPassthrough,
     )?;
     grid.start("uplinks: [up0]\n", seq)?;
     let app = grid.node(2).container_ns("alice.app");
@@ -224,16 +233,13 @@ fn a_dead_backend_is_out_and_back_and_a_second_gateway_keeps_the_name_served() -
     grid.publish(2)?;
     let mut seq = 0;
     for (name, node) in [("www1", 1), ("www2", 2)] {
-        seq = grid.ledger.submit(
-            "alice",
-            gateway_entry(
-                name,
-                "web",
-                node,
-                &["www.example.org"],
-                &["10.1.3.2:8080"],
-                GatewayMode::Http,
-            )?,
+        seq = gateway(
+            &mut grid,
+            name,
+            node,
+            "www.example.org",
+            "10.1.3.2:8080",
+            GatewayMode::Http,
         )?;
     }
     grid.start("uplinks: [up0]\n", seq)?;
@@ -362,27 +368,21 @@ fn read_all(stream: &mut TcpStream) -> Vec<u8> {
 #[test]
 fn hostile_clients_get_clean_answers_and_the_others_are_still_served() -> anyhow::Result<()> {
     let (mut grid, _) = grid("gw-bad", 2)?;
-    grid.ledger.submit(
-        "alice",
-        gateway_entry(
-            "www",
-            "web",
-            1,
-            &["www.example.org"],
-            &["10.1.2.2:8080"],
-            GatewayMode::Http,
-        )?,
+    gateway(
+        &mut grid,
+        "www",
+        1,
+        "www.example.org",
+        "10.1.2.2:8080",
+        GatewayMode::Http,
     )?;
-    let seq = grid.ledger.submit(
-        "alice",
-        gateway_entry(
-            "secure",
-            "web",
-            1,
-            &["secure.example.org"],
-            &["10.1.2.2:8443"],
-            GatewayMode::TlsPassthrough,
-        )?,
+    let seq = gateway(
+        &mut grid,
+        "secure",
+        1,
+        "secure.example.org",
+        "10.1.2.2:8443",
+        GatewayMode::TlsPassthrough,
     )?;
     grid.start("uplinks: [up0]\n", seq)?;
     let _http = HttpServer::start(&grid.node(2).container_ns("alice.app"), 8080)?;
@@ -511,16 +511,13 @@ fn client_hello(server: &str) -> Vec<u8> {
 #[test]
 fn the_gateway_to_backend_leg_is_only_wireguard_on_the_underlay() -> anyhow::Result<()> {
     let (mut grid, _) = grid("gw-wire", 2)?;
-    let seq = grid.ledger.submit(
-        "alice",
-        gateway_entry(
-            "www",
-            "web",
-            1,
-            &["www.example.org"],
-            &["10.1.2.2:8080"],
-            GatewayMode::Http,
-        )?,
+    let seq = gateway(
+        &mut grid,
+        "www",
+        1,
+        "www.example.org",
+        "10.1.2.2:8080",
+        GatewayMode::Http,
     )?;
     grid.start("uplinks: [up0]\n", seq)?;
     let _http = HttpServer::start(&grid.node(2).container_ns("alice.app"), 8080)?;

@@ -210,15 +210,8 @@ fn peer_status(
     network: &str,
     key: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    let status = grid.agent(node)?.status()?;
-    status["tunnels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["network"] == network)
-        .flat_map(|t| t["peers"].as_array().cloned().unwrap_or_default())
-        .find(|p| p["public_key"] == key)
-        .with_context(|| format!("node {node} has no peer {key} in {network}: {status:#}"))
+    grid.tunnel_peer(node, network, key)?
+        .with_context(|| format!("node {node} has no peer {key} in {network}"))
 }
 
 fn node_key(grid: &Grid, node: u32) -> anyhow::Result<String> {
