@@ -116,21 +116,20 @@ fn test_executables() -> anyhow::Result<Vec<PathBuf>> {
             && message["target"]["kind"]
                 .as_array()
                 .is_some_and(|k| k.iter().any(|k| k == "test"));
-        // Host only: the etcd tests, the gateways and `gateway dns` (public clients and
-        // backends: curl, openssl and busybox httpd are not in the guest; the kernel path is
-        // the overlay's, which runs there), the access peers (wireguard-go clients set up with wg-quick, a bash
-        // script; their kernel path is the overlay's, which runs in the guest), the wg UAPI
-        // socket (userspace, run through `unshare` and a tmpfs mount) and the harness's own
-        // test exercise userspace (etcd is not in the guest), nothing of the kernel; the scale
-        // test's thousand namespaces would
-        // take many minutes under TCG and measure the neighbour tables, which every kernel
-        // here shares.
+        // Host only, for what they exercise is userspace, not the kernel (whose paths the
+        // overlay tests cover in the guest): the etcd tests (etcd is not in the guest); the
+        // gateways, their namespace dialling and `gateway dns` (curl, openssl and busybox httpd
+        // are not in the guest); the access peers (wireguard-go set up with wg-quick, a bash
+        // script); the wg UAPI socket (run through `unshare` and a tmpfs mount); the harness's
+        // own test. The scale test's thousand namespaces would take many minutes under TCG and
+        // measure the neighbour tables, which every kernel here shares.
         let kernel_relevant = !matches!(
             message["target"]["name"].as_str(),
             Some(
                 "ledger_etcd"
                     | "gateway"
                     | "gateway_dns"
+                    | "gateway_netns"
                     | "access"
                     | "wg_uapi"
                     | "harness"
