@@ -68,3 +68,44 @@ fn read_private_key(path: &PathBuf, registered: &WgKey) -> anyhow::Result<String
     }
     Ok(text.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_file(name: &str, text: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("gridnet-access-key-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).expect("write key file");
+        path
+    }
+
+    #[test]
+    fn the_private_key_must_be_the_registered_peers_and_well_formed() {
+        let secret = [7u8; 32];
+        let public = WgKey(
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes(),
+        );
+        let text = WgKey(secret).to_string();
+        let good = key_file("good", &format!("{text}\n"));
+        assert_eq!(read_private_key(&good, &public).expect("its key"), text);
+
+        let other = WgKey([8; 32]);
+        let err = read_private_key(&good, &other).expect_err("another peer's key");
+        assert!(
+            err.to_string().contains("but the ledger registers"),
+            "{err}"
+        );
+
+        let garbage = key_file("garbage", "not a key");
+        let err = read_private_key(&garbage, &public).expect_err("garbage");
+        assert!(
+            err.to_string()
+                .contains("does not hold a WireGuard private key"),
+            "{err:#}"
+        );
+        for path in [good, garbage] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
