@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt as _;
 
 use super::{
-    dialer::DialError,
+    dialer::{DialError, NamespaceId},
     idle::{Activity, Watched},
     pool::IdlePool,
     proxy_header,
@@ -35,6 +35,8 @@ pub struct Upstream {
     /// Bytes moving on the connection, for idle timeouts.
     pub activity: Arc<Activity>,
     backend: usize,
+    /// The gateway namespace the connection was made in.
+    namespace: Option<NamespaceId>,
     /// It served an earlier request, so the backend may have closed it since.
     reused: bool,
 }
@@ -46,6 +48,7 @@ pub struct Parked {
     sender: http1::SendRequest<Incoming>,
     counted: Weak<Counted>,
     activity: Arc<Activity>,
+    namespace: Option<NamespaceId>,
 }
 
 pub type Pool = IdlePool<Parked>;
@@ -103,8 +106,11 @@ async fn checkout_with(
 
 fn take_parked(gateway: &Gateway, backend: usize) -> Option<Upstream> {
     let pool = &gateway.backends[backend].idle;
+    // A connection from a namespace that has since been made again leads nowhere: the old
+    // namespace's routes and tunnels are gone, and no close may ever reach it.
+    let namespace = gateway.dialer().current_namespace();
     loop {
-        let parked = pool.take(Instant::now(), Parked::usable)?;
+        let parked = pool.take(Instant::now(), |p| p.usable() && p.namespace == namespace)?;
         // Its task may have ended since the check.
         if let Some(counted) = parked.counted.upgrade() {
             return Some(Upstream {
@@ -112,6 +118,7 @@ fn take_parked(gateway: &Gateway, backend: usize) -> Option<Upstream> {
                 counted,
                 activity: parked.activity,
                 backend,
+                namespace,
                 reused: true,
             });
         }
@@ -126,6 +133,9 @@ async fn open(
     local: SocketAddr,
 ) -> Result<Upstream, DialError> {
     let addr = gateway.backends[backend].addr;
+    // Read before dialling: if the namespace is replaced in between, the connection is only
+    // never reused.
+    let namespace = gateway.dialer().current_namespace();
     let (mut stream, counted) = gateway.dial(backend).await?;
     if gateway.spec.proxy_protocol {
         let header = proxy_header::v2(peer, local).map_err(|e| DialError::Connect {
@@ -163,6 +173,7 @@ async fn open(
         counted,
         activity,
         backend,
+        namespace,
         reused: false,
     })
 }
@@ -215,6 +226,7 @@ impl Upstream {
                     sender: self.sender,
                     counted: Arc::downgrade(&self.counted),
                     activity: self.activity,
+                    namespace: self.namespace,
                 };
                 gateway.backends[self.backend]
                     .idle
