@@ -109,7 +109,8 @@ async fn http_is_routed_by_host_with_forwarding_headers() {
     assert_eq!(gateways.specs(), specs.to_vec());
     let status = gateways.status();
     assert_eq!(status.len(), 2);
-    assert!(status[0].total_connections >= 3, "{status:?}");
+    // Backend connections are reused across requests: at least one was opened.
+    assert!(status[0].total_connections >= 1, "{status:?}");
     assert_eq!(status[0].listeners[0].addr, listen);
 
     // Removing a gateway frees its names; the listener stays for the other.

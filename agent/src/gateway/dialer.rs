@@ -55,7 +55,7 @@ pub enum DialError {
 type Request = (Domain, oneshot::Sender<io::Result<Socket>>);
 
 /// The identity of a namespace file: its device and inode (a namespace's inode on nsfs).
-type NamespaceId = (u64, u64);
+pub type NamespaceId = (u64, u64);
 
 /// A thread inside one namespace, creating sockets.
 #[derive(Debug)]
@@ -89,6 +89,12 @@ impl Dialer {
 
     pub fn netns(&self) -> Option<&Path> {
         self.netns.as_deref()
+    }
+
+    /// The namespace at the dialer's path now (one `stat`); `None` for the agent's own
+    /// namespace, or if there is none at the path.
+    pub fn current_namespace(&self) -> Option<NamespaceId> {
+        self.netns.as_deref().and_then(|p| namespace_id(p).ok())
     }
 
     /// Connects to `addr` within `timeout`.

@@ -293,6 +293,8 @@ impl Gateways {
             self.release(addr, name);
         }
         running.health.abort();
+        // New requests go to the successor, if any: the idle connections are of no more use.
+        running.gateway.retire();
         match departure {
             Departure::Removed => {
                 running.gateway.close();

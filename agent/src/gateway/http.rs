@@ -1,5 +1,5 @@
-//! Plain HTTP/1.x: route each request by its `Host`, forward it to a backend on a connection
-//! of its own, and stream the answer back.
+//! Plain HTTP/1.x: route each request by its `Host`, forward it to a backend on a kept-alive
+//! connection (see [`upstream`]), and stream the answer back.
 //!
 //! hyper serves the client side (it answers 400 to a malformed request, 431 to a head over
 //! the size limit, and closes a connection whose head does not arrive in time) and speaks to
@@ -19,15 +19,15 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{io::AsyncWriteExt, net::TcpStream, sync::OwnedSemaphorePermit};
+use tokio::{net::TcpStream, sync::OwnedSemaphorePermit};
 
 use super::{
     forwarded, hostname,
     idle::{Activity, Watched},
     listener::ListenerShared,
-    proxy_header,
     runtime::{Unavailable, error_chain},
     upgrade,
+    upstream::{self, SendError},
 };
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -113,39 +113,16 @@ async fn forward(
         .ok_or(StatusCode::BAD_REQUEST);
     let gateway = hostname.and_then(|h| shared.route(&h).ok_or(StatusCode::NOT_FOUND));
     let gateway = gateway.inspect_err(|_| shared.count_unrouted())?;
-    let (mut backend, counted) = gateway.connect().await.map_err(|e| {
-        tracing::debug!(
-            gateway = %gateway.spec.name,
-            error = %error_chain(&e),
-            "no backend for a request"
-        );
-        match e {
-            Unavailable::NoHealthyBackend => StatusCode::SERVICE_UNAVAILABLE,
-            Unavailable::ConnectFailed(_) => StatusCode::BAD_GATEWAY,
-        }
-    })?;
-    let counted = Arc::new(counted);
-    if gateway.spec.proxy_protocol {
-        let header = proxy_header::v2(peer, shared.addr).map_err(|_| StatusCode::BAD_GATEWAY)?;
-        backend
-            .write_all(&header)
-            .await
-            .map_err(|_| StatusCode::BAD_GATEWAY)?;
-    }
-    let activity = Activity::new();
-    let backend = TokioIo::new(Watched::new(backend, Arc::clone(&activity)));
-    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Incoming>(backend)
+    let upstream = upstream::checkout(&gateway, peer, shared.addr)
         .await
-        .map_err(|_| StatusCode::BAD_GATEWAY)?;
-    let idle_timeout = shared.limits.idle_timeout;
-    let (held, watched) = (Arc::clone(&counted), Arc::clone(&activity));
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = connection.with_upgrades() => {}
-            () = watched.idle_for(idle_timeout) => {}
-        }
-        drop(held);
-    });
+        .map_err(|e| {
+            tracing::debug!(
+                gateway = %gateway.spec.name,
+                error = %error_chain(&e),
+                "no backend for a request"
+            );
+            unavailable_status(&e)
+        })?;
 
     let protocol = upgrade::requested(request.headers());
     let client_upgrade = protocol.is_some().then(|| hyper::upgrade::on(&mut request));
@@ -172,16 +149,24 @@ async fn forward(
         .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     parts.version = Version::HTTP_11;
 
-    let mut response = sender
-        .send_request(Request::from_parts(parts, body))
+    let (upstream, mut response) = upstream
+        .send(
+            &gateway,
+            peer,
+            shared.addr,
+            Request::from_parts(parts, body),
+        )
         .await
         .map_err(|e| {
             tracing::debug!(
                 gateway = %gateway.spec.name,
-                error = %e,
+                error = %error_chain(&e),
                 "backend did not answer a request"
             );
-            StatusCode::BAD_GATEWAY
+            match e {
+                SendError::Unavailable(e) => unavailable_status(&e),
+                SendError::Exchange(_) => StatusCode::BAD_GATEWAY,
+            }
         })?;
     let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let backend_protocol = response.headers().get(UPGRADE).cloned();
@@ -199,17 +184,26 @@ async fn forward(
             upgrade::Splice {
                 client,
                 backend,
-                activity,
-                idle_timeout,
+                activity: Arc::clone(&upstream.activity),
+                idle_timeout: shared.limits.idle_timeout,
                 listener_closed: shared.closed(),
                 gateway_closed: gateway.closed(),
-                counted,
+                counted: Arc::clone(&upstream.counted),
                 permit,
             }
             .run(),
         );
+    } else {
+        upstream.park_when_done(&gateway);
     }
     Ok(Response::from_parts(parts, body.boxed()))
+}
+
+fn unavailable_status(e: &Unavailable) -> StatusCode {
+    match e {
+        Unavailable::NoHealthyBackend => StatusCode::SERVICE_UNAVAILABLE,
+        Unavailable::ConnectFailed(_) => StatusCode::BAD_GATEWAY,
+    }
 }
 
 /// Removes the headers of one hop: the fixed list and every name `Connection` lists.

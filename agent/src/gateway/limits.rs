@@ -32,6 +32,15 @@ pub struct Limits {
     /// Time allowed for a TCP connect to a backend, through the overlay. Overlay paths are
     /// one WireGuard hop; 3 s covers a handshake on a fresh tunnel.
     pub backend_connect_timeout: Duration,
+    /// Most idle keep-alive connections an HTTP gateway keeps per backend for later requests.
+    /// 32 covers the requests one busy site keeps in flight at once (nginx's documentation
+    /// suggests the same for its upstream `keepalive`), and bounds what a burst leaves open on
+    /// a backend that may hold a thread or a worker per connection.
+    pub backend_idle_max: usize,
+    /// An idle backend connection is not reused after this long, and closed soon after.
+    /// Below the shortest common server keep-alive timeouts (Node.js and Apache: 5 s), so a
+    /// request is not sent on a connection the backend is closing at that moment.
+    pub backend_idle_timeout: Duration,
     /// Time between active health checks of each backend: a dead backend is out within two
     /// intervals and a bit.
     pub health_interval: Duration,
@@ -56,6 +65,8 @@ impl Default for Limits {
             client_hello_timeout: Duration::from_secs(5),
             client_hello_max: 16 * 1024,
             backend_connect_timeout: Duration::from_secs(3),
+            backend_idle_max: 32,
+            backend_idle_timeout: Duration::from_secs(4),
             health_interval: Duration::from_secs(2),
             health_timeout: Duration::from_secs(1),
             health_fall: 2,

@@ -17,6 +17,7 @@ mod idle;
 mod limits;
 mod listener;
 mod passthrough;
+mod pool;
 mod proxy_header;
 mod routes;
 mod runtime;
@@ -24,6 +25,7 @@ mod sni;
 mod spec;
 mod status;
 mod upgrade;
+mod upstream;
 
 pub use self::{
     dialer::DialError,

@@ -6,7 +6,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    time::SystemTime,
+    time::{Instant, SystemTime},
 };
 
 use tokio::{io::AsyncWriteExt as _, net::TcpStream, sync::watch};
@@ -17,6 +17,7 @@ use super::{
     health::{Health, HealthState},
     proxy_header,
     status::BackendStatus,
+    upstream::Pool,
 };
 
 /// What the last checks said of a backend.
@@ -33,6 +34,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     checked: Mutex<Checked>,
     active: AtomicU64,
+    /// Idle HTTP connections for later requests.
+    pub idle: Pool,
 }
 
 impl Backend {
@@ -139,6 +142,7 @@ impl Gateway {
                 addr,
                 checked: Mutex::default(),
                 active: AtomicU64::new(0),
+                idle: Pool::new(limits.backend_idle_max, limits.backend_idle_timeout),
             })
             .collect();
         Self {
@@ -158,6 +162,10 @@ impl Gateway {
         &self.dialer
     }
 
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Backend connections open now, opened in all, and the connections or requests that
     /// found no backend.
     pub fn counters(&self) -> (u64, u64, u64) {
@@ -174,7 +182,16 @@ impl Gateway {
     }
 
     pub fn close(&self) {
+        self.retire();
         self.closed.send_replace(true);
+    }
+
+    /// Takes no new work: idle backend connections close and none are kept from now on;
+    /// connections in use finish.
+    pub fn retire(&self) {
+        for backend in &self.backends {
+            backend.idle.close();
+        }
     }
 
     /// The channel that closes this gateway's connections, for its successor.
@@ -182,33 +199,47 @@ impl Gateway {
         Arc::clone(&self.closed)
     }
 
+    /// The backends to try for the next connection or request: the usable ones, starting
+    /// with the next in round robin.
+    pub fn order(&self) -> Vec<usize> {
+        let usable: Vec<bool> = self.backends.iter().map(|b| b.health().usable()).collect();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        balance::order(&usable, turn)
+    }
+
+    /// A new connection to backend `i`; the returned guard counts it until dropped.
+    pub async fn dial(self: &Arc<Self>, i: usize) -> Result<(TcpStream, Counted), DialError> {
+        let stream = self
+            .dialer
+            .connect(self.backends[i].addr, self.limits.backend_connect_timeout)
+            .await?;
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.backends[i].active.fetch_add(1, Ordering::Relaxed);
+        let counted = Counted {
+            gateway: Arc::clone(self),
+            backend: Some(i),
+        };
+        Ok((stream, counted))
+    }
+
+    /// Counts a connection or request that found no backend, and says why.
+    pub fn unavailable(&self, last_error: Option<DialError>) -> Unavailable {
+        self.unavailable.fetch_add(1, Ordering::Relaxed);
+        last_error.map_or(Unavailable::NoHealthyBackend, Unavailable::ConnectFailed)
+    }
+
     /// A connection to the next usable backend (round robin); the others are tried in turn if
     /// it does not answer. The returned guard counts the connection until dropped.
     pub async fn connect(self: &Arc<Self>) -> Result<(TcpStream, Counted), Unavailable> {
-        let usable: Vec<bool> = self.backends.iter().map(|b| b.health().usable()).collect();
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let mut last_error = None;
-        for i in balance::order(&usable, turn) {
-            let addr = self.backends[i].addr;
-            match self
-                .dialer
-                .connect(addr, self.limits.backend_connect_timeout)
-                .await
-            {
-                Ok(stream) => {
-                    self.active.fetch_add(1, Ordering::Relaxed);
-                    self.total.fetch_add(1, Ordering::Relaxed);
-                    self.backends[i].active.fetch_add(1, Ordering::Relaxed);
-                    let counted = Counted {
-                        gateway: Arc::clone(self),
-                        backend: Some(i),
-                    };
-                    return Ok((stream, counted));
-                }
+        for i in self.order() {
+            match self.dial(i).await {
+                Ok(connected) => return Ok(connected),
                 Err(e) => {
                     tracing::debug!(
                         gateway = %self.spec.name,
-                        backend = %addr,
+                        backend = %self.backends[i].addr,
                         error = %error_chain(&e),
                         "gateway backend did not answer"
                     );
@@ -216,8 +247,7 @@ impl Gateway {
                 }
             }
         }
-        self.unavailable.fetch_add(1, Ordering::Relaxed);
-        Err(last_error.map_or(Unavailable::NoHealthyBackend, Unavailable::ConnectFailed))
+        Err(self.unavailable(last_error))
     }
 
     /// Checks every backend every `health_interval`, until the gateway is closed.
@@ -246,6 +276,11 @@ impl Gateway {
                 backend.record(&result, &self.limits);
             });
             futures::future::join_all(checks).await;
+            // Idle connections are never reused past their timeout; closing them here keeps
+            // a quiet gateway from holding them open on its backends.
+            for backend in &self.backends {
+                backend.idle.sweep(Instant::now());
+            }
             tokio::select! {
                 () = tokio::time::sleep(self.limits.health_interval) => {}
                 _ = closed.wait_for(|c| *c) => return,
