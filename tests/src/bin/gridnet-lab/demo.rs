@@ -211,11 +211,15 @@ fn gateways(grid: &Grid) -> anyhow::Result<()> {
         String::from_utf8_lossy(&dns.stdout)
     );
     for node in [1, 2] {
-        for gateway in grid.agent(node)?.status()?["gateways"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
+        // `gridnet status` refreshes gateway health every second: show it once it has caught
+        // up with the checks that let the pages through.
+        let status = wait::until(
+            Duration::from_secs(5),
+            &format!("node {node}'s status showing its gateway's backend up"),
+            || grid.agent(node)?.status(),
+            |s| s["gateways"][0]["backends"][0]["health"] == "up",
+        )?;
+        for gateway in status["gateways"].as_array().into_iter().flatten() {
             let backends: Vec<String> = gateway["backends"]
                 .as_array()
                 .into_iter()
@@ -229,7 +233,7 @@ fn gateways(grid: &Grid) -> anyhow::Result<()> {
                 })
                 .collect();
             println!(
-                "node {node}: gateway {} for {} on {}, backends: {}, {} connections",
+                "node {node}: gateway {} for {} on {}, backends: {}, {} backend connections opened",
                 gateway["name"].as_str().unwrap_or("?"),
                 gateway["hostnames"],
                 gateway["listeners"]
