@@ -1,7 +1,8 @@
 //! Round robin over the usable backends.
 //!
-//! Round robin rather than least connections: the gateway opens one backend connection per
-//! request, so connection counts say little about backend load, and a counter is lock-free.
+//! Round robin rather than least connections: backend connections are pooled and reused (or,
+//! with PROXY headers, one per connection), so open connection counts say little about a
+//! backend's load, and a counter is lock-free.
 
 /// The indices of the usable backends, rotated by `turn` (a counter bumped per request), so
 /// each usable backend comes first in turn: the first is the one to use, the rest are tried if

@@ -97,45 +97,48 @@ impl Dialer {
         self.netns.as_deref().and_then(|p| namespace_id(p).ok())
     }
 
-    /// Connects to `addr` within `timeout`.
+    /// Connects to `addr` within `timeout`. Also returns the namespace the socket was made in
+    /// (`None` for the agent's own), as found by the one `stat` of this connection.
     pub async fn connect(
         &self,
         addr: SocketAddr,
         timeout: Duration,
-    ) -> Result<TcpStream, DialError> {
-        let socket = self.socket(addr).await?;
+    ) -> Result<(TcpStream, Option<NamespaceId>), DialError> {
+        let (socket, namespace) = self.socket(addr).await?;
         let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(socket));
         match tokio::time::timeout(timeout, socket.connect(addr)).await {
             Ok(Ok(stream)) => {
                 // Requests and hellos are small writes that should leave at once.
                 let _ = stream.set_nodelay(true);
-                Ok(stream)
+                Ok((stream, namespace))
             }
             Ok(Err(source)) => Err(DialError::Connect { addr, source }),
             Err(_) => Err(DialError::Timeout { addr, timeout }),
         }
     }
 
-    async fn socket(&self, addr: SocketAddr) -> Result<Socket, DialError> {
+    async fn socket(&self, addr: SocketAddr) -> Result<(Socket, Option<NamespaceId>), DialError> {
         let domain = Domain::for_address(addr);
         let Some(path) = &self.netns else {
-            return new_socket(domain).map_err(|source| DialError::Socket { addr, source });
+            let socket = new_socket(domain).map_err(|source| DialError::Socket { addr, source })?;
+            return Ok((socket, None));
         };
-        let requests = self.requests(path)?;
+        let (requests, namespace) = self.requests(path)?;
         let gone = || DialError::ThreadGone {
             netns: path.clone(),
         };
         let (reply, created) = oneshot::channel();
         requests.send((domain, reply)).map_err(|_| gone())?;
-        created
+        let socket = created
             .await
             .map_err(|_| gone())?
-            .map_err(|source| DialError::Socket { addr, source })
+            .map_err(|source| DialError::Socket { addr, source })?;
+        Ok((socket, Some(namespace)))
     }
 
     /// The socket thread of the namespace now at `path`, started anew if the namespace there
-    /// changed.
-    fn requests(&self, path: &Path) -> Result<mpsc::Sender<Request>, DialError> {
+    /// changed, and that namespace.
+    fn requests(&self, path: &Path) -> Result<(mpsc::Sender<Request>, NamespaceId), DialError> {
         let now = namespace_id(path).map_err(|source| {
             DialError::Namespace(NetnsError::Io {
                 action: "find",
@@ -148,13 +151,13 @@ impl Dialer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match thread.as_ref() {
-            Some(current) if current.namespace == now => Ok(current.requests.clone()),
+            Some(current) if current.namespace == now => Ok((current.requests.clone(), now)),
             _ => {
                 let fresh = spawn(path)?;
-                let requests = fresh.requests.clone();
+                let answer = (fresh.requests.clone(), fresh.namespace);
                 // Dropping the old sender ends the old thread.
                 *thread = Some(fresh);
-                Ok(requests)
+                Ok(answer)
             }
         }
     }

@@ -293,14 +293,17 @@ impl Gateways {
             self.release(addr, name);
         }
         running.health.abort();
-        // New requests go to the successor, if any: the idle connections are of no more use.
-        running.gateway.retire();
         match departure {
+            // Closes its connections, the idle ones included.
             Departure::Removed => {
                 running.gateway.close();
                 None
             }
-            Departure::Replaced => Some(running.gateway.closing()),
+            // New requests go to the successor: the idle connections are of no more use.
+            Departure::Replaced => {
+                running.gateway.retire();
+                Some(running.gateway.closing())
+            }
         }
     }
 

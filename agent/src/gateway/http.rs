@@ -10,7 +10,7 @@ use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
 use http::{
     HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
-    header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE},
+    header::{CONTENT_TYPE, HOST, UPGRADE},
 };
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::{
@@ -208,12 +208,8 @@ fn unavailable_status(e: &Unavailable) -> StatusCode {
 
 /// Removes the headers of one hop: the fixed list and every name `Connection` lists.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+    let listed: Vec<HeaderName> = upgrade::connection_tokens(headers)
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in listed {
         headers.remove(name);
@@ -242,6 +238,8 @@ fn answer(status: StatusCode) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
+    use http::header::CONNECTION;
+
     use super::*;
 
     #[test]

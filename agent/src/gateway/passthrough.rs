@@ -59,7 +59,7 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, shared: &ListenerSha
         );
         return;
     };
-    let (mut backend, counted) = match gateway.connect().await {
+    let (mut backend, counted, _) = match gateway.connect().await {
         Ok(connected) => connected,
         Err(e) => {
             tracing::debug!(
@@ -73,10 +73,8 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, shared: &ListenerSha
     };
     let mut head = Vec::with_capacity(first_bytes.len() + 64);
     if gateway.spec.proxy_protocol {
-        match client
-            .local_addr()
-            .and_then(|local| proxy_header::v2(peer, local))
-        {
+        // Listeners are bound to the plan's own addresses: the listener's is the local one.
+        match proxy_header::v2(peer, shared.addr) {
             Ok(header) => head.extend_from_slice(&header),
             Err(e) => {
                 tracing::debug!(

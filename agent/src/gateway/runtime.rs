@@ -13,7 +13,7 @@ use tokio::{io::AsyncWriteExt as _, net::TcpStream, sync::watch};
 
 use super::{
     GatewaySpec, Limits, balance,
-    dialer::{DialError, Dialer},
+    dialer::{DialError, Dialer, NamespaceId},
     health::{Health, HealthState},
     proxy_header,
     status::BackendStatus,
@@ -109,23 +109,25 @@ pub struct Gateway {
     closed: Arc<watch::Sender<bool>>,
 }
 
-/// Counts a connection (to the gateway, or to one backend) while it lives.
+/// Counts a connection to one backend while it lives.
 #[derive(Debug)]
 pub struct Counted {
     gateway: Arc<Gateway>,
-    backend: Option<usize>,
+    backend: usize,
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
         self.gateway.active.fetch_sub(1, Ordering::Relaxed);
-        if let Some(i) = self.backend
-            && let Some(backend) = self.gateway.backends.get(i)
-        {
+        if let Some(backend) = self.gateway.backends.get(self.backend) {
             backend.active.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
+
+/// A new connection to a backend: the stream, its count, and the gateway namespace its socket
+/// was made in (`None`: the agent's own).
+pub type Dialed = (TcpStream, Counted, Option<NamespaceId>);
 
 impl Gateway {
     /// A gateway; `closed` is a fresh channel, or the one of the gateway it replaces.
@@ -208,8 +210,8 @@ impl Gateway {
     }
 
     /// A new connection to backend `i`; the returned guard counts it until dropped.
-    pub async fn dial(self: &Arc<Self>, i: usize) -> Result<(TcpStream, Counted), DialError> {
-        let stream = self
+    pub async fn dial(self: &Arc<Self>, i: usize) -> Result<Dialed, DialError> {
+        let (stream, namespace) = self
             .dialer
             .connect(self.backends[i].addr, self.limits.backend_connect_timeout)
             .await?;
@@ -218,24 +220,24 @@ impl Gateway {
         self.backends[i].active.fetch_add(1, Ordering::Relaxed);
         let counted = Counted {
             gateway: Arc::clone(self),
-            backend: Some(i),
+            backend: i,
         };
-        Ok((stream, counted))
+        Ok((stream, counted, namespace))
     }
 
-    /// Counts a connection or request that found no backend, and says why.
-    pub fn unavailable(&self, last_error: Option<DialError>) -> Unavailable {
-        self.unavailable.fetch_add(1, Ordering::Relaxed);
-        last_error.map_or(Unavailable::NoHealthyBackend, Unavailable::ConnectFailed)
-    }
-
-    /// A connection to the next usable backend (round robin); the others are tried in turn if
-    /// it does not answer. The returned guard counts the connection until dropped.
-    pub async fn connect(self: &Arc<Self>) -> Result<(TcpStream, Counted), Unavailable> {
+    /// What `attempt` gives for the next usable backend (round robin), the others tried in
+    /// turn while it fails; counted as unavailable if none succeeds.
+    pub async fn first_answering<T, F>(
+        &self,
+        mut attempt: impl FnMut(usize) -> F,
+    ) -> Result<T, Unavailable>
+    where
+        F: Future<Output = Result<T, DialError>>,
+    {
         let mut last_error = None;
         for i in self.order() {
-            match self.dial(i).await {
-                Ok(connected) => return Ok(connected),
+            match attempt(i).await {
+                Ok(done) => return Ok(done),
                 Err(e) => {
                     tracing::debug!(
                         gateway = %self.spec.name,
@@ -247,7 +249,14 @@ impl Gateway {
                 }
             }
         }
-        Err(self.unavailable(last_error))
+        self.unavailable.fetch_add(1, Ordering::Relaxed);
+        Err(last_error.map_or(Unavailable::NoHealthyBackend, Unavailable::ConnectFailed))
+    }
+
+    /// A connection to the next usable backend (round robin); the others are tried in turn if
+    /// it does not answer. The returned guard counts the connection until dropped.
+    pub async fn connect(self: &Arc<Self>) -> Result<Dialed, Unavailable> {
+        self.first_answering(|i| self.dial(i)).await
     }
 
     /// Checks every backend every `health_interval`, until the gateway is closed.
@@ -260,7 +269,7 @@ impl Gateway {
                     .connect(backend.addr, self.limits.health_timeout)
                     .await
                 {
-                    Ok(mut stream) => {
+                    Ok((mut stream, _)) => {
                         // The check is the connect; the header only spares a backend that
                         // requires it a complaint about a connection without one.
                         if self.spec.proxy_protocol

@@ -17,13 +17,18 @@ use super::{idle::Activity, runtime::Counted};
 /// The protocol a request asks to switch to: its `Upgrade` header, if `Connection` lists
 /// `upgrade` (RFC 9110 §7.8; without it the header is not meant for the next hop).
 pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
-    let listed = headers
+    let listed = connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade"));
+    listed.then(|| headers.get(UPGRADE).cloned()).flatten()
+}
+
+/// The tokens `Connection` lists, trimmed, over all its fields.
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    listed.then(|| headers.get(UPGRADE).cloned()).flatten()
+        .map(str::trim)
 }
 
 /// Puts back the two headers of an upgrade, which hop-by-hop filtering removed.

@@ -7,6 +7,7 @@
 //! connection: its PROXY header names the one client it was opened for.
 
 use std::{
+    cell::OnceCell,
     io,
     net::SocketAddr,
     sync::{Arc, Weak},
@@ -22,7 +23,7 @@ use super::{
     idle::{Activity, Watched},
     pool::IdlePool,
     proxy_header,
-    runtime::{Counted, Gateway, Unavailable, error_chain},
+    runtime::{Counted, Gateway, Unavailable},
 };
 
 /// A connection lent to one request.
@@ -83,34 +84,25 @@ async fn checkout_with(
     reuse: Reuse,
 ) -> Result<Upstream, Unavailable> {
     let reuse = reuse == Reuse::Allowed && !gateway.spec.proxy_protocol;
-    let mut last_error = None;
-    for backend in gateway.order() {
-        if reuse && let Some(upstream) = take_parked(gateway, backend) {
-            return Ok(upstream);
-        }
-        match open(gateway, backend, peer, local).await {
-            Ok(upstream) => return Ok(upstream),
-            Err(e) => {
-                tracing::debug!(
-                    gateway = %gateway.spec.name,
-                    backend = %gateway.backends[backend].addr,
-                    error = %error_chain(&e),
-                    "gateway backend did not answer"
-                );
-                last_error = Some(e);
+    gateway
+        .first_answering(|backend| async move {
+            if reuse && let Some(upstream) = take_parked(gateway, backend) {
+                return Ok(upstream);
             }
-        }
-    }
-    Err(gateway.unavailable(last_error))
+            open(gateway, backend, peer, local).await
+        })
+        .await
 }
 
 fn take_parked(gateway: &Gateway, backend: usize) -> Option<Upstream> {
     let pool = &gateway.backends[backend].idle;
     // A connection from a namespace that has since been made again leads nowhere: the old
-    // namespace's routes and tunnels are gone, and no close may ever reach it.
-    let namespace = gateway.dialer().current_namespace();
+    // namespace's routes and tunnels are gone, and no close may ever reach it. Looked up only
+    // once there is a parked connection to judge.
+    let namespace = OnceCell::new();
+    let current = || *namespace.get_or_init(|| gateway.dialer().current_namespace());
     loop {
-        let parked = pool.take(Instant::now(), |p| p.usable() && p.namespace == namespace)?;
+        let parked = pool.take(Instant::now(), |p| p.usable() && p.namespace == current())?;
         // Its task may have ended since the check.
         if let Some(counted) = parked.counted.upgrade() {
             return Some(Upstream {
@@ -118,7 +110,7 @@ fn take_parked(gateway: &Gateway, backend: usize) -> Option<Upstream> {
                 counted,
                 activity: parked.activity,
                 backend,
-                namespace,
+                namespace: parked.namespace,
                 reused: true,
             });
         }
@@ -133,10 +125,7 @@ async fn open(
     local: SocketAddr,
 ) -> Result<Upstream, DialError> {
     let addr = gateway.backends[backend].addr;
-    // Read before dialling: if the namespace is replaced in between, the connection is only
-    // never reused.
-    let namespace = gateway.dialer().current_namespace();
-    let (mut stream, counted) = gateway.dial(backend).await?;
+    let (mut stream, counted, namespace) = gateway.dial(backend).await?;
     if gateway.spec.proxy_protocol {
         let header = proxy_header::v2(peer, local).map_err(|e| DialError::Connect {
             addr,
