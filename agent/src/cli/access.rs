@@ -58,8 +58,7 @@ fn read_private_key(path: &PathBuf, registered: &WgKey) -> anyhow::Result<String
             path.display()
         )
     })?;
-    let public =
-        WgKey(x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(key.0)).to_bytes());
+    let public = WgKey::of_private(key.0);
     if public != *registered {
         bail!(
             "the key in {} has public key {public}, but the ledger registers {registered} for this peer",
@@ -83,9 +82,7 @@ mod tests {
     #[test]
     fn the_private_key_must_be_the_registered_peers_and_well_formed() {
         let secret = [7u8; 32];
-        let public = WgKey(
-            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes(),
-        );
+        let public = WgKey::of_private(secret);
         let text = WgKey(secret).to_string();
         let good = key_file("good", &format!("{text}\n"));
         assert_eq!(read_private_key(&good, &public).expect("its key"), text);

@@ -131,7 +131,7 @@ impl NodeKey {
     }
 
     pub fn public(&self) -> WgKey {
-        WgKey(x25519_dalek::PublicKey::from(&self.0).to_bytes())
+        WgKey::of_private(self.0.to_bytes())
     }
 
     /// The private key's bytes, for the WireGuard engine; they never leave the node.

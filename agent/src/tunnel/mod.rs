@@ -164,9 +164,7 @@ impl Tunnels {
     /// `uapi_dir`, each tunnel serves `wg show` on `<uapi_dir>/<ifname>.sock` (read-only; see
     /// `docs/tunnels.md`).
     pub fn new(private_key: [u8; 32], uapi_dir: Option<PathBuf>) -> Self {
-        let public_key =
-            boringtun::x25519::PublicKey::from(&boringtun::x25519::StaticSecret::from(private_key))
-                .to_bytes();
+        let public_key = crate::vocab::WgKey::of_private(private_key).0;
         Self {
             private_key,
             public_key,

@@ -1,4 +1,4 @@
-//! WireGuard public keys.
+//! WireGuard keys: public keys in text, and the public key of a private one.
 
 use std::{fmt, str::FromStr};
 
@@ -24,6 +24,14 @@ impl FromStr for WgKey {
 impl fmt::Display for WgKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&STANDARD.encode(self.0))
+    }
+}
+
+impl WgKey {
+    /// The public key of the x25519 private key `private` (its bytes, as `wg genkey` makes
+    /// them once decoded).
+    pub fn of_private(private: [u8; 32]) -> Self {
+        Self(x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(private)).to_bytes())
     }
 }
 
