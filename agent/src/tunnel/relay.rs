@@ -39,16 +39,13 @@ pub(super) fn hop(packet: &mut [u8]) -> bool {
     }
 }
 
-/// The Internet checksum (RFC 1071) of an IPv4 header whose checksum field is zero.
+/// The Internet checksum of an IPv4 header whose checksum field is zero (etherparse's sum, as
+/// the tunnel's other packets are checksummed).
 fn ipv4_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks_exact(2)
-        .map(|word| u32::from(u16::from_be_bytes([word[0], word[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    etherparse::checksum::Sum16BitWords::new()
+        .add_slice(header)
+        .ones_complement()
+        .to_be()
 }
 
 const IPV4_HEADER: usize = 20;

@@ -2,7 +2,10 @@
 
 use ipnet::IpNet;
 
-use super::{Access, GridState, Placement};
+use super::{
+    Access, GridState, Placement,
+    lookup::{owned_by, owner_of},
+};
 use crate::{
     ledger::{
         address::{canonical_net, overlaps},
@@ -40,8 +43,11 @@ impl GridState {
                 }
             }
         }
-        // Both would claim the same addresses: the tunnels could not tell whom to send to.
-        for (other, access) in self.access.iter().filter(|(_, a)| a.network == net_key) {
+        // Both would claim the same addresses: the tunnels could not tell whom to send to. A
+        // network's access peers are its owner's objects.
+        let peers =
+            owned_by(&self.access, owner_of(&net_key)).filter(|(_, a)| a.network == net_key);
+        for (other, access) in peers {
             if let Some(prefix) = allowed_ips
                 .iter()
                 .find(|p| access.allowed_ips.iter().any(|q| overlaps(p, q)))
