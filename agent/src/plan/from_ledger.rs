@@ -123,12 +123,7 @@ fn plan_gateways(state: &GridState, node_id: u32, plan: &mut NodePlan) {
             hostnames: gateway.hostnames.clone(),
             backends: gateway.backends.clone(),
             mode: gateway.mode,
-            public_ips: node
-                .public_ipv4
-                .map(Into::into)
-                .into_iter()
-                .chain(node.public_ipv6.map(Into::into))
-                .collect(),
+            public_ips: node.public_ips().collect(),
             endpoint,
             proxy_protocol: gateway.proxy_protocol,
         });

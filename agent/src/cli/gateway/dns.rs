@@ -78,12 +78,7 @@ pub fn targets(state: &GridState, name: &str) -> Result<Vec<Target>, DnsError> {
         let Some(node) = state.nodes.get(&gateway.node_id) else {
             continue;
         };
-        let addresses = node
-            .public_ipv4
-            .map(IpAddr::V4)
-            .into_iter()
-            .chain(node.public_ipv6.map(IpAddr::V6));
-        out.extend(addresses.map(|address| Target {
+        out.extend(node.public_ips().map(|address| Target {
             gateway: key.clone(),
             node_id: gateway.node_id,
             mode: gateway.mode,

@@ -37,6 +37,16 @@ pub struct Node {
     pub public_ipv6: Option<Ipv6Addr>,
 }
 
+impl Node {
+    /// The node's public addresses, IPv4 first: where its gateways listen.
+    pub fn public_ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.public_ipv4
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(self.public_ipv6.map(IpAddr::V6))
+    }
+}
+
 /// A network, keyed by `<owner>/<name>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Network {
