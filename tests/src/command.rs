@@ -36,14 +36,28 @@ pub fn run_in(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<Output> 
         .with_context(|| format!("cannot run {program} (is it installed?)"))
 }
 
-/// Runs `ip ARGS` in a namespace, failing with its error output.
-pub fn ip(ns: &str, args: &[&str]) -> anyhow::Result<()> {
-    let out = run_in(ns, "ip", args)?;
+/// Runs a command inside a network namespace, failing with its error output on a non-zero
+/// exit; returns its standard output.
+pub fn run_ok(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = run_in(ns, program, args)?;
     ensure!(
         out.status.success(),
-        "ip {}: {}",
+        "{program} {}: {}",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `ip ARGS` in a namespace, failing with its error output.
+pub fn ip(ns: &str, args: &[&str]) -> anyhow::Result<()> {
+    run_ok(ns, "ip", args).map(drop)
+}
+
+/// `gridnet ARGS` run inside a network namespace.
+pub fn gridnet_in(ns: &str, args: &[&str]) -> anyhow::Result<Output> {
+    let mut command = Command::new(gridnet_bin()?);
+    command.args(args);
+    in_netns(&mut command, ns)?;
+    Ok(command.output()?)
 }

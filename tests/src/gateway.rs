@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use gridnet_agent::{ledger::Body, plan::GatewayMode};
 
-use crate::{Grid, TempDir, TestNetns, gridnet_bin, in_netns, listens_on, run_in, wait};
+use crate::{Grid, TempDir, TestNetns, gridnet_in, in_netns, listens_on, run_in, wait};
 
 /// The internet's address on the grid's underlay (192.0.2.0/24, where node n is .n).
 pub const INTERNET_IP: &str = "192.0.2.200";
@@ -49,10 +49,7 @@ impl Internet {
 
     /// `gridnet ARGS` from the internet (the ledger file is reachable: mounts are shared).
     pub fn gridnet(&self, args: &[&str]) -> anyhow::Result<Output> {
-        let mut command = Command::new(gridnet_bin()?);
-        command.args(args);
-        in_netns(&mut command, self.ns.name())?;
-        Ok(command.output()?)
+        gridnet_in(self.ns.name(), args)
     }
 }
 

@@ -57,6 +57,17 @@ impl Grid {
         plug(&self.underlay, port, ns, inside, cidr)
     }
 
+    /// Node `node`'s tunnel for `network`, as its status shows it, if it has one.
+    pub fn tunnel(&self, node: u32, network: &str) -> anyhow::Result<Option<serde_json::Value>> {
+        let status = self.agent(node)?.status()?;
+        Ok(status["tunnels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["network"] == network)
+            .cloned())
+    }
+
     /// Node `node`'s tunnel peer with public key `key` in `network`, as its status shows it.
     pub fn tunnel_peer(
         &self,
@@ -64,14 +75,13 @@ impl Grid {
         network: &str,
         key: &str,
     ) -> anyhow::Result<Option<serde_json::Value>> {
-        let status = self.agent(node)?.status()?;
-        Ok(status["tunnels"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["network"] == network)
-            .flat_map(|t| t["peers"].as_array().cloned().unwrap_or_default())
-            .find(|p| p["public_key"] == key))
+        Ok(self.tunnel(node, network)?.and_then(|t| {
+            t["peers"]
+                .as_array()?
+                .iter()
+                .find(|p| p["public_key"] == key)
+                .cloned()
+        }))
     }
 
     fn underlay_address(id: u32) -> String {

@@ -3,13 +3,13 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
 };
 
 use anyhow::{Context as _, bail, ensure};
 use gridnet_agent::{netlink::Netns, plan::NodePlan};
 
-use crate::{Agent, gridnet_bin, in_netns, names, stats};
+use crate::{Agent, gridnet_in, names, stats};
 
 /// A test node: its namespace, pin root and container prefix, removed on drop.
 pub struct Node {
@@ -62,10 +62,7 @@ impl Node {
 
     /// `gridnet <args>` run inside the node's network namespace.
     pub fn gridnet(&self, args: &[&str]) -> anyhow::Result<Output> {
-        let mut command = Command::new(gridnet_bin()?);
-        command.args(args);
-        in_netns(&mut command, self.ns.name())?;
-        Ok(command.output()?)
+        gridnet_in(self.ns.name(), args)
     }
 
     /// Applies a plan with `gridnet apply`; returns its stdout, failing on a non-zero exit.

@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 
-use crate::{Grid, TempDir, TestNetns, in_netns, ip, names, run_in, wait};
+use crate::{Grid, TempDir, TestNetns, in_netns, ip, names, run_ok, wait};
 
 /// Where wireguard-go puts its UAPI socket (compiled into it and into `wg`).
 const WG_RUN_DIR: &str = "/var/run/wireguard";
@@ -104,20 +104,8 @@ impl WgClient {
         let stripped_file = conf.with_extension("stripped");
         std::fs::write(&stripped_file, stripped)?;
         let ns = self.ns.name();
-        let out = run_in(
-            ns,
-            "wg",
-            &[
-                "setconf",
-                &self.ifname,
-                &stripped_file.display().to_string(),
-            ],
-        )?;
-        ensure!(
-            out.status.success(),
-            "wg setconf: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stripped_file = stripped_file.display().to_string();
+        run_ok(ns, "wg", &["setconf", &self.ifname, &stripped_file])?;
         for address in values(config, "Address") {
             ip(ns, &["addr", "add", &address, "dev", &self.ifname])?;
         }
@@ -156,12 +144,7 @@ impl WgClient {
             ("net.ipv4.ip_forward", "1"),
             ("net.ipv6.conf.all.forwarding", "1"),
         ] {
-            let out = run_in(ns, "sysctl", &["-qw", &format!("{key}={value}")])?;
-            ensure!(
-                out.status.success(),
-                "sysctl {key}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            run_ok(ns, "sysctl", &["-qw", &format!("{key}={value}")])?;
         }
         for cidr in host {
             ip(lan.name(), &["addr", "add", cidr, "dev", "eth0", "nodad"])?;
@@ -177,13 +160,7 @@ impl WgClient {
 
     /// `wg show <ifname> dump` in the client's namespace: its view of the node.
     pub fn show(&self) -> anyhow::Result<String> {
-        let out = run_in(self.ns.name(), "wg", &["show", &self.ifname, "dump"])?;
-        ensure!(
-            out.status.success(),
-            "wg show: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        run_ok(self.ns.name(), "wg", &["show", &self.ifname, "dump"])
     }
 }
 

@@ -7,8 +7,8 @@ use std::{net::SocketAddr, process::Command, time::Duration};
 use anyhow::{Context as _, ensure};
 use gridnet_agent::ledger::{Body, model::ObjectKind};
 use gridnet_tests::{
-    Grid, TempDir, WgClient, WgKeys, fetch, fetch_in, gridnet_bin, ping_from,
-    proto::WIREGUARD_PORT, serve_identity, serve_identity_in, wait,
+    Grid, TempDir, WgClient, WgKeys, fetch_in, gridnet_bin, ping_from, proto::WIREGUARD_PORT,
+    serve_identity, serve_identity_in, wait,
 };
 
 const PORT: u16 = 7100;
@@ -28,18 +28,6 @@ fn reach(ns: &str, address: &str) -> anyhow::Result<String> {
         FIRST_CONTACT,
         &format!("{ns} reaching {address}"),
         || Ok(fetch_in(ns, target).map_err(|e| format!("{e:#}"))),
-        Result::is_ok,
-    )?
-    .map_err(anyhow::Error::msg)
-}
-
-/// What a server at `address` says, fetched from container `container` of node `node`.
-fn reach_from(grid: &Grid, node: u32, container: &str, address: &str) -> anyhow::Result<String> {
-    let target = at(address)?;
-    wait::until(
-        FIRST_CONTACT,
-        &format!("{container} reaching {address}"),
-        || Ok(fetch(grid.node(node), container, target).map_err(|e| format!("{e:#}"))),
         Result::is_ok,
     )?
     .map_err(anyhow::Error::msg)
@@ -164,7 +152,7 @@ fn a_site_and_laptops_reach_their_network_on_every_node_and_nothing_else() -> an
     }
     for address in ["192.168.50.10", "fd50::10"] {
         assert_eq!(
-            reach_from(&grid, 2, "alice.w2", address)?,
+            reach(&grid.node(2).container_ns("alice.w2"), address)?,
             "lan host",
             "w2 -> {address}"
         );
@@ -173,8 +161,14 @@ fn a_site_and_laptops_reach_their_network_on_every_node_and_nothing_else() -> an
     assert_eq!(reach(laptop.ns.name(), "10.1.1.2")?, "w1");
     assert_eq!(reach(laptop.ns.name(), "fd00:1:0:1::2")?, "w1");
     assert_eq!(reach(laptop.ns.name(), "10.1.2.2")?, "w2");
-    assert_eq!(reach_from(&grid, 1, "alice.w1", "10.1.200.5")?, "laptop");
-    assert_eq!(reach_from(&grid, 1, "alice.w1", "fd00:1:ff::5")?, "laptop");
+    assert_eq!(
+        reach(&grid.node(1).container_ns("alice.w1"), "10.1.200.5")?,
+        "laptop"
+    );
+    assert_eq!(
+        reach(&grid.node(1).container_ns("alice.w1"), "fd00:1:ff::5")?,
+        "laptop"
+    );
 
     // Bob's laptop holds the same address in bob's network: it reaches bob's d2 at w2's
     // address, and nothing of alice's.

@@ -189,21 +189,6 @@ fn echo(stream: &std::net::TcpStream, line: &str) -> anyhow::Result<String> {
     Ok(back.trim_end().to_owned())
 }
 
-/// Node `node`'s status of its tunnel for `network`, if it has one.
-fn tunnel_status(
-    grid: &Grid,
-    node: u32,
-    network: &str,
-) -> anyhow::Result<Option<serde_json::Value>> {
-    let status = grid.agent(node)?.status()?;
-    Ok(status["tunnels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| t["network"] == network)
-        .cloned())
-}
-
 fn peer_status(
     grid: &Grid,
     node: u32,
@@ -349,7 +334,8 @@ fn a_container_that_raises_its_mtu_is_told_the_tunnels_and_path_mtu_converges() 
         Duration::from_secs(10),
         "node 1 counting the too-big packets it answered",
         || {
-            Ok(tunnel_status(&grid, 1, "alice/web")?
+            Ok(grid
+                .tunnel(1, "alice/web")?
                 .and_then(|web| web["drops"]["too_big"].as_u64())
                 .unwrap_or(0))
         },
@@ -393,7 +379,8 @@ fn a_node_joins_and_leaves_a_network_and_the_other_sessions_stay() -> anyhow::Re
         Duration::from_secs(10),
         "node 1's bob/db tunnel without node 2",
         || {
-            Ok(tunnel_status(&grid, 1, "bob/db")?
+            Ok(grid
+                .tunnel(1, "bob/db")?
                 .and_then(|t| t["peers"].as_array().cloned())
                 .unwrap_or_default()
                 .iter()

@@ -36,15 +36,9 @@ fn node_key(grid: &Grid, node: u32) -> anyhow::Result<NodeKey> {
 
 /// Node `node`'s alice/web tunnel device, as its status names it.
 fn tunnel_ifname(grid: &Grid, node: u32) -> anyhow::Result<String> {
-    let status = grid.agent(node)?.status()?;
-    status["tunnels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| t["network"] == "alice/web")
-        .and_then(|t| t["ifname"].as_str())
-        .map(str::to_owned)
-        .with_context(|| format!("node {node} has no alice/web tunnel: {status:#}"))
+    grid.tunnel(node, "alice/web")?
+        .and_then(|t| t["ifname"].as_str().map(str::to_owned))
+        .with_context(|| format!("node {node} has no alice/web tunnel"))
 }
 
 #[test]
