@@ -55,6 +55,26 @@ impl Node {
         format!("{}{name}", self.prefix)
     }
 
+    /// The host-side veth of container `name`: the link in the node's namespace whose alias is
+    /// the container's name, as `ip link` shows it to an operator.
+    pub fn host_ifname(&self, name: &str) -> anyhow::Result<String> {
+        let out = crate::run_ok(self.ns.name(), "ip", &["-j", "link", "show"])?;
+        let links: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+        let mut found = links
+            .iter()
+            .filter(|l| l["ifalias"] == name)
+            .filter_map(|l| l["ifname"].as_str());
+        let ifname = found
+            .next()
+            .with_context(|| format!("no link has alias `{name}` in {}", self.ns.name()))?;
+        ensure!(
+            found.next().is_none(),
+            "two links have alias `{name}` in {}",
+            self.ns.name()
+        );
+        Ok(ifname.to_owned())
+    }
+
     /// The node's scratch directory (removed on drop).
     pub fn workdir(&self) -> &Path {
         &self.workdir

@@ -29,7 +29,7 @@ fn ip(ns: &str, args: &[&str]) -> anyhow::Result<String> {
 fn the_host_side_is_silent_and_containers_keep_one_neighbour() -> anyhow::Result<()> {
     let node = Node::new()?;
     node.apply(&plan(&[("a1", 2), ("a2", 3), ("a3", 4), ("a4", 5)]))?;
-    let host = gridnet_agent::reconcile::names::host_ifname("a1");
+    let host = node.host_ifname("a1")?;
     let addresses = ip(node.ns.name(), &["addr", "show", "dev", &host])?;
     ensure!(
         !addresses.contains("inet"),

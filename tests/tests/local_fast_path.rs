@@ -376,7 +376,7 @@ fn attach_mode_is_probed_and_netlink_fallback_works() -> anyhow::Result<()> {
     for (mode, extra) in [("auto", &[][..]), ("netlink", &["--attach", "netlink"][..])] {
         let node = Node::new()?;
         node.apply_with(&two_networks(), extra)?;
-        let host = gridnet_agent::reconcile::names::host_ifname("a1");
+        let host = node.host_ifname("a1")?;
         let tcx_pin = gridnet_agent::dataplane::pins::link_pin(
             &node.pin_root,
             gridnet_common::verdict::Program::TcFromContainer,

@@ -4,7 +4,7 @@ use std::{collections::BTreeSet, time::Duration, time::Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use gridnet_agent::ledger::Body;
-use gridnet_tests::{Agent, Node, TestLedger, network_entry, node_entry, ping, run_in};
+use gridnet_tests::{Agent, Node, TestLedger, network_entry, node_entry, ping, run_in, run_ok};
 
 const NODE: u32 = 1;
 
@@ -31,6 +31,15 @@ fn ledger(node: &Node, containers: &[(&str, u8)]) -> anyhow::Result<(TestLedger,
         seq = ledger.submit("alice", container(name, host))?;
     }
     Ok((ledger, seq))
+}
+
+/// Removes a directory the test made, even when the test fails.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 fn passes(status: &serde_json::Value) -> u64 {
@@ -138,20 +147,24 @@ fn resyncs_of_an_unchanged_plan_load_no_program_and_open_no_netlink_socket() -> 
 #[test]
 fn a_crash_leftover_is_repaired_and_a_refused_container_blocks_no_other() -> anyhow::Result<()> {
     let node = Node::new()?;
+    std::fs::create_dir_all(gridnet_agent::netlink::NETNS_DIR)?;
     // What a SIGKILL between creating a namespace's mount point and mounting it leaves.
     let leftover =
         std::path::Path::new(gridnet_agent::netlink::NETNS_DIR).join(node.container_ns("alice.x1"));
-    std::fs::create_dir_all(gridnet_agent::netlink::NETNS_DIR)?;
     std::fs::File::create(&leftover)?;
-    // An interface of another kind (a bridge) holding x2's host-side name: the kernel refuses
-    // the veth.
-    let taken = gridnet_agent::reconcile::names::host_ifname("alice.x2");
-    let added = run_in(
+    // A directory where x2's namespace goes: nothing the agent may remove, so x2 fails.
+    let blocked =
+        std::path::Path::new(gridnet_agent::netlink::NETNS_DIR).join(node.container_ns("alice.x2"));
+    std::fs::create_dir(&blocked)?;
+    let _blocked = RemoveDir(blocked.clone());
+    // An interface of another kind (a bridge) holding the first name the agent gives a veth:
+    // passed over, never touched.
+    let taken = format!("{}0", gridnet_agent::reconcile::names::HOST_VETH_PREFIX);
+    run_ok(
         node.ns.name(),
         "ip",
         &["link", "add", "name", &taken, "type", "bridge"],
     )?;
-    ensure!(added.status.success(), "ip link add: {added:?}");
 
     let (ledger, seq) = ledger(&node, &[("x1", 2), ("x2", 3), ("x3", 4)])?;
     let agent = node.run_agent(NODE, ledger.file.path(), "resync_seconds: 1\n")?;
@@ -160,7 +173,10 @@ fn a_crash_leftover_is_repaired_and_a_refused_container_blocks_no_other() -> any
         .with_context(|| node.agent_log())?;
     assert_eq!(failing(&status), ["container alice.x2"], "{status:#}");
     let error = status["failing"][0]["error"].as_str().unwrap_or_default();
-    ensure!(error.contains("veth"), "the error names the step: {error}");
+    ensure!(
+        error.contains("namespace"),
+        "the error names the step: {error}"
+    );
     ensure!(status["last_error"].is_null(), "{status:#}");
     for (from, to) in [("alice.x1", "10.1.1.4"), ("alice.x3", "10.1.1.2")] {
         ensure!(
@@ -168,15 +184,15 @@ fn a_crash_leftover_is_repaired_and_a_refused_container_blocks_no_other() -> any
             "{from} cannot reach {to}"
         );
     }
-    let kept = run_in(node.ns.name(), "ip", &["link", "show", &taken])?;
-    ensure!(
-        kept.status.success(),
-        "the agent deleted an interface it did not make"
-    );
+    run_ok(node.ns.name(), "ip", &["link", "show", &taken])
+        .context("the agent deleted an interface it did not make")?;
+    for container in ["alice.x1", "alice.x3"] {
+        let host = node.host_ifname(container)?;
+        ensure!(host != taken, "{container} was given the bridge's name");
+    }
 
-    // Once the name is free, the next pass realizes x2.
-    let deleted = run_in(node.ns.name(), "ip", &["link", "del", &taken])?;
-    ensure!(deleted.status.success(), "ip link del: {deleted:?}");
+    // Once the path is free, the next pass realizes x2.
+    std::fs::remove_dir(&blocked)?;
     agent
         .wait_for(30, |s| failing(s).is_empty())
         .with_context(|| node.agent_log())?;
@@ -184,6 +200,55 @@ fn a_crash_leftover_is_repaired_and_a_refused_container_blocks_no_other() -> any
         ping(&node.container_ns("alice.x1"), "10.1.1.3", 2)?,
         "x1 cannot reach x2 once it is realized"
     );
+    Ok(())
+}
+
+/// Two tenants' containers whose names gave the same interface name under the earlier naming
+/// (a 32-bit hash, so a colliding name is found in seconds) both run on one node.
+#[test]
+fn containers_whose_names_once_collided_both_run() -> anyhow::Result<()> {
+    let node = Node::new()?;
+    let mut ledger = TestLedger::new(node.workdir())?;
+    for twin in ["farmer", "alice", "bob"] {
+        ledger.twin(twin)?;
+    }
+    ledger.submit("farmer", node_entry(NODE, "192.0.2.1", None)?)?;
+    ledger.submit("alice", network_entry("web", NODE, 51820)?)?;
+    ledger.submit("alice", container("web1", 2))?;
+    ledger.submit("alice", container("web2", 3))?;
+    ledger.submit("bob", network_entry("lan", NODE, 51821)?)?;
+    let mut seq = 0;
+    // The same addresses as alice's: networks may overlap.
+    for (name, host) in [("hy7pa52", 2), ("b2", 3)] {
+        let entry = Body::Container {
+            name: name.into(),
+            network: "lan".into(),
+            node_id: NODE,
+            ipv4: [10, 1, 1, host].into(),
+            ipv6: None,
+        };
+        seq = ledger.submit("bob", entry)?;
+    }
+    let agent = node.run_agent(NODE, ledger.file.path(), "")?;
+    agent
+        .wait_for(60, |s| {
+            s["last_seq"] == seq && passes(s) >= 1 && failing(s).is_empty()
+        })
+        .with_context(|| node.agent_log())?;
+    let alice = node.host_ifname("alice.web1")?;
+    let bob = node.host_ifname("bob.hy7pa52")?;
+    ensure!(alice != bob, "both on {alice}");
+    for (from, to) in [
+        ("alice.web1", "10.1.1.3"),
+        ("alice.web2", "10.1.1.2"),
+        ("bob.hy7pa52", "10.1.1.3"),
+        ("bob.b2", "10.1.1.2"),
+    ] {
+        ensure!(
+            ping(&node.container_ns(from), to, 2)?,
+            "{from} cannot reach {to}"
+        );
+    }
     Ok(())
 }
 

@@ -61,6 +61,8 @@ pub struct Link {
     /// Whether it has a carrier (`IFF_LOWER_UP`): a veth loses it when its peer goes down.
     pub carrier: bool,
     pub mtu: Option<u32>,
+    /// Its alias (`IFLA_IFALIAS`), if it has a non-empty one.
+    pub alias: Option<String>,
 }
 
 /// A BPF tc filter found on an interface.
@@ -190,6 +192,16 @@ impl Netlink {
     pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
         let message = LinkUnspec::new_with_index(index).mtu(mtu).build();
         self.set_link(message, "set the MTU of", index).await
+    }
+
+    /// Sets a link's alias (`IFLA_IFALIAS`, at most 255 bytes): the kernel keeps it with the
+    /// link and `ip link` shows it.
+    pub async fn set_alias(&self, index: u32, alias: &str) -> Result<(), NetlinkError> {
+        let mut message = LinkUnspec::new_with_index(index).build();
+        message
+            .attributes
+            .push(LinkAttribute::IfAlias(alias.to_owned()));
+        self.set_link(message, "set the alias of", index).await
     }
 
     /// Sets a link up.
@@ -405,11 +417,15 @@ fn link_of(message: &LinkMessage) -> Link {
         veth: false,
         carrier: message.header.flags.contains(LinkFlags::LowerUp),
         mtu: None,
+        alias: None,
     };
     for attribute in &message.attributes {
         match attribute {
             LinkAttribute::IfName(name) => link.name.clone_from(name),
             LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
+            LinkAttribute::IfAlias(alias) if !alias.is_empty() => {
+                link.alias = Some(alias.clone());
+            }
             LinkAttribute::Address(mac) => link.mac = mac.as_slice().try_into().ok(),
             LinkAttribute::LinkInfo(infos) => {
                 link.veth = infos

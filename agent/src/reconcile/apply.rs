@@ -203,6 +203,10 @@ impl Reconciler {
                     .await?;
                 work.host = None;
             }
+            Step::LabelHost => {
+                let host = work.host_link(&self.netlink).await?.index;
+                self.netlink.set_alias(host, &target.name).await?;
+            }
             Step::SilenceHost => {
                 sysctl::disable_ipv6(&target.host_ifname).map_err(|source| {
                     ReconcileError::Sysctl {

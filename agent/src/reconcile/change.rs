@@ -82,6 +82,10 @@ pub enum Step {
     CreateLink {
         stale_host: Option<u32>,
     },
+    /// Sets the host side's alias to the container's name: how the agent knows whose veth it is
+    /// (see [`super::names::host_ifnames`]). Right after the link is made, and on a veth an
+    /// earlier release made.
+    LabelHost,
     /// Turns IPv6 off on the host side, before it comes up: the host side carries no address
     /// and originates nothing into the container.
     SilenceHost,
@@ -119,6 +123,7 @@ impl fmt::Display for Step {
             } => {
                 write!(f, "recreate its veth (replacing interface {i})")
             }
+            Self::LabelHost => f.write_str("label its host side"),
             Self::SilenceHost => f.write_str("turn IPv6 off on its host side"),
             Self::SetMac => f.write_str("set its MAC"),
             Self::BringUp => f.write_str("set its links up"),

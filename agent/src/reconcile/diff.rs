@@ -54,11 +54,11 @@ pub fn diff(plan: &NodePlan, observed: &Observed, config: &NodeConfig) -> Diff {
         })
         .collect();
 
-    let wanted_hosts: BTreeSet<String> = plan
-        .containers
-        .iter()
-        .map(|c| names::host_ifname(&c.name))
-        .collect();
+    let host_names = names::host_ifnames(
+        plan.containers.iter().map(|c| c.name.as_str()),
+        &observed.host_links,
+    );
+    let wanted_hosts: BTreeSet<String> = host_names.values().cloned().collect();
     let wanted_namespaces: BTreeSet<String> = plan
         .containers
         .iter()
@@ -88,7 +88,11 @@ pub fn diff(plan: &NodePlan, observed: &Observed, config: &NodeConfig) -> Diff {
     let mut kept = BTreeSet::new();
     let mut containers = Vec::new();
     for &(container, network, id) in &realizable {
-        let (change, keeps) = container_change(container, network, id, observed, config);
+        let Some(host_ifname) = host_names.get(&container.name) else {
+            continue;
+        };
+        let (change, keeps) =
+            container_change(container, network, id, host_ifname, observed, config);
         kept.extend(keeps);
         containers.extend(change);
     }
@@ -167,6 +171,7 @@ fn container_change(
     container: &ContainerPlan,
     network: &NetworkPlan,
     network_id: u32,
+    host_ifname: &str,
     observed: &Observed,
     config: &NodeConfig,
 ) -> (Option<Change>, Option<u32>) {
@@ -174,7 +179,7 @@ fn container_change(
         name: container.name.clone(),
         network: network.name.clone(),
         netns: names::netns_name(&config.netns_prefix, &container.name),
-        host_ifname: names::host_ifname(&container.name),
+        host_ifname: host_ifname.to_owned(),
         ipv4: IpNet::from(IpAddr::V4(container.ipv4)),
         ipv6: IpNet::from(IpAddr::V6(container.ipv6)),
         gateway_v4: network.gateway_v4(),
@@ -206,6 +211,7 @@ fn container_change(
             stale_host: host.filter(|h| h.veth).map(|h| h.index),
         });
         steps.extend([
+            Step::LabelHost,
             Step::SilenceHost,
             Step::BringUp,
             Step::AddAddress(target.ipv4),
@@ -217,6 +223,9 @@ fn container_change(
         ]);
     } else if let Some(host) = host {
         kept = Some(host.index);
+        if host.alias.as_deref() != Some(container.name.as_str()) {
+            steps.push(Step::LabelHost);
+        }
         if !host.silent {
             steps.push(Step::SilenceHost);
         }

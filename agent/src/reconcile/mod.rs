@@ -225,13 +225,17 @@ impl Reconciler {
         let failed: BTreeSet<&Object> = outcome.failed.iter().map(|f| &f.object).collect();
         // Verified: realized without failure, with its link up (a container whose side is
         // down is read again once it is back).
+        let host_names = names::host_ifnames(
+            plan.containers.iter().map(|c| c.name.as_str()),
+            &observed.host_links,
+        );
         let down: BTreeSet<&str> = plan
             .containers
             .iter()
             .filter(|c| {
-                observed
-                    .host_links
-                    .get(&names::host_ifname(&c.name))
+                host_names
+                    .get(&c.name)
+                    .and_then(|name| observed.host_links.get(name))
                     .is_some_and(|h| !h.carrier)
             })
             .map(|c| c.name.as_str())

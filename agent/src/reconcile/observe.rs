@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// A host-side interface named like gridnet's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostLink {
     pub index: u32,
     pub up: bool,
@@ -28,6 +28,8 @@ pub struct HostLink {
     /// Whether it has a carrier: a veth loses it when the container's side goes down.
     pub carrier: bool,
     pub mtu: Option<u32>,
+    /// The container it was made for: the agent labels each veth it makes with the name.
+    pub alias: Option<String>,
 }
 
 /// The container side of a veth, read once per agent lifetime and whenever the datapath has no
@@ -119,23 +121,30 @@ impl Reconciler {
                     silent: false,
                     carrier: link.carrier,
                     mtu: link.mtu,
+                    alias: link.alias,
                 };
                 observed.host_links.insert(link.name, host);
             }
         }
+        let host_names = names::host_ifnames(
+            plan.containers.iter().map(|c| c.name.as_str()),
+            &observed.host_links,
+        );
         for container in &plan.containers {
-            let host_name = names::host_ifname(&container.name);
-            let Some(host) = observed.host_links.get_mut(&host_name) else {
+            let Some(host_name) = host_names.get(&container.name) else {
+                continue;
+            };
+            let Some(host) = observed.host_links.get_mut(host_name) else {
                 continue;
             };
             if !host.veth {
                 continue;
             }
-            host.silent = sysctl::ipv6_disabled(&host_name).unwrap_or(false);
-            let host = *host;
+            host.silent = sysctl::ipv6_disabled(host_name).unwrap_or(false);
+            let host = host.clone();
             let attachment = self
                 .dataplane
-                .tc_attachment(TcProgram::FromContainer, &host_name, host.index)
+                .tc_attachment(TcProgram::FromContainer, host_name, host.index)
                 .await?;
             observed.attachments.insert(host.index, attachment);
             let wanted = observed

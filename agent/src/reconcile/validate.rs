@@ -40,14 +40,6 @@ pub enum PlanError {
     },
     #[error("container `{container}`: MAC {mac} is not a unicast address")]
     MulticastMac { container: String, mac: String },
-    #[error(
-        "containers `{first}` and `{second}` map to the same interface name `{ifname}`; rename one"
-    )]
-    InterfaceNameClash {
-        first: String,
-        second: String,
-        ifname: String,
-    },
 }
 
 /// Longest container name: the namespace name adds a prefix and must stay readable.
@@ -157,15 +149,8 @@ fn problems(plan: &NodePlan) -> Problems {
     }
     let mut names = BTreeSet::new();
     let mut addresses: BTreeMap<(&str, IpAddr), &str> = BTreeMap::new();
-    let mut ifnames: BTreeMap<String, &str> = BTreeMap::new();
     for (index, container) in plan.containers.iter().enumerate() {
-        let checked = check_container(
-            container,
-            &networks,
-            &mut names,
-            &mut addresses,
-            &mut ifnames,
-        );
+        let checked = check_container(container, &networks, &mut names, &mut addresses);
         if let Err(problem) = checked {
             out.containers.push((index, problem));
         }
@@ -178,7 +163,6 @@ fn check_container<'p>(
     networks: &BTreeMap<&str, &'p NetworkPlan>,
     names: &mut BTreeSet<&'p str>,
     addresses: &mut BTreeMap<(&'p str, IpAddr), &'p str>,
-    ifnames: &mut BTreeMap<String, &'p str>,
 ) -> Result<(), PlanError> {
     let name = container.name.as_str();
     if !names.insert(name) {
@@ -240,19 +224,10 @@ fn check_container<'p>(
             });
         }
     }
-    let ifname = super::names::host_ifname(name);
-    if let Some(first) = ifnames.get(&ifname) {
-        return Err(PlanError::InterfaceNameClash {
-            first: (*first).to_owned(),
-            second: name.to_owned(),
-            ifname,
-        });
-    }
-    // Only an accepted container holds its addresses and interface name.
+    // Only an accepted container holds its addresses.
     for (address, ..) in checks {
         addresses.insert((network.name.as_str(), address), name);
     }
-    ifnames.insert(ifname, name);
     Ok(())
 }
 

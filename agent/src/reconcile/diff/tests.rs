@@ -53,7 +53,7 @@ fn realized(plan: &NodePlan) -> Observed {
     for (i, c) in plan.containers.iter().enumerate() {
         let index = 100 + i as u32;
         let id = observed.networks[&c.network];
-        let host = names::host_ifname(&c.name);
+        let host = format!("{}{i}", names::HOST_VETH_PREFIX);
         observed.namespaces.insert(
             names::netns_name(&config().netns_prefix, &c.name),
             NamespaceState::Mounted,
@@ -67,6 +67,7 @@ fn realized(plan: &NodePlan) -> Observed {
                 silent: true,
                 carrier: true,
                 mtu: Some(names::HOST_SIDE_MTU),
+                alias: Some(c.name.clone()),
             },
         );
         observed.identities.insert(index, identity(c, id));
@@ -123,6 +124,7 @@ fn a_new_container_gets_every_step_and_a_new_network_an_id() {
         [
             Step::CreateNamespace,
             Step::CreateLink { stale_host: None },
+            Step::LabelHost,
             Step::SilenceHost,
             Step::BringUp,
             Step::AddAddress(net("10.1.1.2/32")),
@@ -186,7 +188,7 @@ fn a_changed_address_is_moved_inside_and_its_old_endpoints_forgotten() {
 fn a_removed_container_loses_its_veth_namespace_pin_and_entries() {
     let observed = realized(&plan(vec![container("a1", 2), container("a2", 3)]));
     let diff = diff(&plan(vec![container("a1", 2)]), &observed, &config());
-    let host = names::host_ifname("a2");
+    let host = "gnv1".to_owned();
     assert_eq!(
         diff.changes,
         vec![
@@ -254,11 +256,11 @@ fn an_empty_namespace_mount_point_is_repaired_and_the_container_rebuilt() {
 }
 
 #[test]
-fn an_interface_of_another_kind_is_never_deleted() {
+fn an_interface_of_another_kind_is_never_deleted_nor_used() {
     let plan = plan(vec![container("a1", 2)]);
-    let mut observed = realized(&plan);
+    let mut observed = Observed::default();
     observed.host_links.insert(
-        names::host_ifname("a1"),
+        "gnv0".into(),
         HostLink {
             index: 100,
             up: true,
@@ -266,14 +268,19 @@ fn an_interface_of_another_kind_is_never_deleted() {
             silent: false,
             carrier: true,
             mtu: None,
+            alias: Some("a1".into()),
         },
     );
-    // Not a veth: nothing to delete; creating the veth then fails for this one object.
     let diff = super::diff(&plan, &observed, &config());
-    assert_eq!(
-        steps_of(&diff, "a1")[0],
-        Step::CreateLink { stale_host: None }
-    );
+    let Some(Change::Container { target, steps }) = diff
+        .changes
+        .iter()
+        .find(|c| matches!(c, Change::Container { .. }))
+    else {
+        panic!("no container change: {diff:?}");
+    };
+    assert_eq!(target.host_ifname, "gnv1");
+    assert_eq!(steps[1], Step::CreateLink { stale_host: None });
     let diff = super::diff(&NodePlan::default(), &observed, &config());
     assert!(
         !diff
@@ -281,6 +288,20 @@ fn an_interface_of_another_kind_is_never_deleted() {
             .iter()
             .any(|c| matches!(c, Change::RemoveLink { .. }))
     );
+}
+
+#[test]
+fn an_earlier_releases_veth_is_labelled_and_kept() {
+    let plan = plan(vec![container("a1", 2)]);
+    let mut observed = realized(&plan);
+    let mut link = observed.host_links.remove("gnv0").expect("realized");
+    link.alias = None;
+    let legacy = names::legacy_host_ifname("a1");
+    observed.host_links.insert(legacy.clone(), link);
+    observed.link_pins = [legacy].into();
+    let diff = diff(&plan, &observed, &config());
+    assert_eq!(steps_of(&diff, "a1"), [Step::LabelHost]);
+    assert_eq!(diff.changes.len(), 1, "{diff:?}");
 }
 
 #[test]
