@@ -24,6 +24,20 @@ pub const MAP_UPLINK_CONFIG: &str = "GRIDNET_UPCFG_1";
 /// is found without hashing a key (the verifier even inlines the lookup on recent kernels).
 pub const MAP_UPLINK_STATS: &str = "GRIDNET_UPCNT_1";
 
+/// Every map of the datapath. The agent pins each under `<pin root>/maps/<name>` (BTF map
+/// definitions carry no pinning of their own) and reuses the pinned map when there is one.
+pub const ALL_MAPS: [&str; 9] = [
+    MAP_IFACES,
+    MAP_ENDPOINTS,
+    MAP_STATS,
+    MAP_NETWORKS,
+    MAP_UPLINK_PORTS,
+    MAP_UPLINK_CONFIG,
+    MAP_UPLINK_STATS,
+    MAP_ROUTES,
+    MAP_TUNNELS,
+];
+
 /// Capacity of [`MAP_UPLINK_PORTS`]: WireGuard ports of every network plus gateway ports.
 pub const MAX_UPLINK_PORTS: u32 = 8 * 1024;
 /// Slots of [`MAP_UPLINK_STATS`]: one for every number a drop reason can have (a `u8`), so no

@@ -1,12 +1,15 @@
-//! The maps, pinned by name so that they outlive the agent and a restarted agent finds them.
+//! The maps, as BTF map definitions: the object carries the key and value types of every map,
+//! so the kernel knows them and `bpftool map dump` prints field names and typed values.
 //!
 //! Each static's name IS the map's name: keep them equal to the `MAP_*` constants of
 //! `gridnet_common::maps` (the agent opens them by those constants and fails loudly otherwise).
+//! A BTF definition has no pinning of its own; the agent pins every map listed in
+//! `gridnet_common::maps::ALL_MAPS` under `<pin root>/maps/<name>` and reuses a pinned map when
+//! one is there, so the maps outlive the agent and a restarted agent finds them.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
-    macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
+    btf_maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
+    macros::btf_map,
 };
 use gridnet_common::{
     datapath::Tables,
@@ -20,34 +23,36 @@ use gridnet_common::{
     verdict::{DropReason, Program, Verdict},
 };
 
-#[map]
-static GRIDNET_IFACE_1: HashMap<u32, Iface> = HashMap::pinned(MAX_IFACES, 0);
+#[btf_map]
+static GRIDNET_IFACE_1: HashMap<u32, Iface, { MAX_IFACES as usize }> = HashMap::new();
 
-#[map]
-static GRIDNET_ENDPT_1: HashMap<EndpointKey, Endpoint> = HashMap::pinned(MAX_ENDPOINTS, 0);
+#[btf_map]
+static GRIDNET_ENDPT_1: HashMap<EndpointKey, Endpoint, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
-#[map]
-static GRIDNET_STATS_1: PerCpuHashMap<StatsKey, Stats> = PerCpuHashMap::pinned(MAX_STATS, 0);
+#[btf_map]
+static GRIDNET_STATS_1: PerCpuHashMap<StatsKey, Stats, { MAX_STATS as usize }> =
+    PerCpuHashMap::new();
 
-/// A trie must not be preallocated (the kernel refuses it otherwise).
-#[map]
-static GRIDNET_ROUTE_1: LpmTrie<RouteKey, Route> = LpmTrie::pinned(MAX_ROUTES, BPF_F_NO_PREALLOC);
+/// A trie must not be preallocated (the kernel refuses it otherwise); `LpmTrie`'s flags default
+/// to `BPF_F_NO_PREALLOC`.
+#[btf_map]
+static GRIDNET_ROUTE_1: LpmTrie<RouteKey, Route, { MAX_ROUTES as usize }> = LpmTrie::new();
 
-#[map]
-static GRIDNET_TUNL_1: HashMap<u32, u32> = HashMap::pinned(MAX_TUNNELS, 0);
+#[btf_map]
+static GRIDNET_TUNL_1: HashMap<u32, u32, { MAX_TUNNELS as usize }> = HashMap::new();
 
 /// Only the agent and `gridnet bpf-stats` use it; it lives here so it is pinned with the rest.
-#[map]
-static GRIDNET_NETS_1: HashMap<u32, NetworkName> = HashMap::pinned(MAX_NETWORKS, 0);
+#[btf_map]
+static GRIDNET_NETS_1: HashMap<u32, NetworkName, { MAX_NETWORKS as usize }> = HashMap::new();
 
-#[map]
-static GRIDNET_PORTS_1: HashMap<PortKey, u32> = HashMap::pinned(MAX_UPLINK_PORTS, 0);
+#[btf_map]
+static GRIDNET_PORTS_1: HashMap<PortKey, u32, { MAX_UPLINK_PORTS as usize }> = HashMap::new();
 
-#[map]
-static GRIDNET_UPCFG_1: Array<UplinkConfig> = Array::pinned(1, 0);
+#[btf_map]
+static GRIDNET_UPCFG_1: Array<UplinkConfig, 1> = Array::new();
 
-#[map]
-static GRIDNET_UPCNT_1: PerCpuArray<Stats> = PerCpuArray::pinned(UPLINK_STATS_SLOTS, 0);
+#[btf_map]
+static GRIDNET_UPCNT_1: PerCpuArray<Stats, { UPLINK_STATS_SLOTS as usize }> = PerCpuArray::new();
 
 /// The maps as the datapath logic sees them.
 pub struct Maps;
@@ -67,7 +72,9 @@ impl Tables for Maps {
 
     #[inline(always)]
     fn route(&self, key: &RouteKey) -> Option<Route> {
-        GRIDNET_ROUTE_1.get(Key::new(ROUTE_KEY_BITS, *key)).copied()
+        GRIDNET_ROUTE_1
+            .get(&Key::new(ROUTE_KEY_BITS, *key))
+            .copied()
     }
 }
 

@@ -34,7 +34,7 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{SchedClassifier, Xdp},
 };
-use gridnet_common::verdict::Program;
+use gridnet_common::{maps::ALL_MAPS, verdict::Program};
 
 pub use attach::{AttachMode, AttachPreference, Attachment, FILTER_HANDLE, FILTER_PRIORITY};
 pub use bpffs::ensure_bpffs;
@@ -143,10 +143,13 @@ impl Dataplane {
         };
         pins::adopt_earlier_layout(pin_root).map_err(pin_err)?;
         pins::create_dirs(pin_root).map_err(pin_err)?;
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(pins::maps_dir(pin_root))
-            .load(PROGRAMS)
-            .map_err(DataplaneError::Load)?;
+        let mut loader = EbpfLoader::new();
+        // BTF map definitions carry no pinning: each map is given its pin here. The loader
+        // reuses the map pinned there, or creates the map and pins it.
+        for name in ALL_MAPS {
+            loader.map_pin_path(name, pins::map_pin(pin_root, name));
+        }
+        let mut ebpf = loader.load(PROGRAMS).map_err(DataplaneError::Load)?;
         let maps = maps::Maps::take(&mut ebpf)?;
         Ok(Self {
             pin_root: pin_root.to_owned(),
@@ -377,5 +380,35 @@ impl Dataplane {
 
     pub fn remove_network(&mut self, id: u32) -> Result<(), DataplaneError> {
         self.maps.remove_network(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use gridnet_common::maps::ALL_MAPS;
+
+    use super::PROGRAMS;
+
+    /// A map of the object missing from `ALL_MAPS` would get no pin: a new map on every start,
+    /// and a restarted agent would lose what the datapath holds.
+    #[test]
+    fn every_map_of_the_object_is_pinned_and_carries_btf() -> Result<(), aya_obj::ParseError> {
+        let object = aya_obj::Object::parse(PROGRAMS)?;
+        let gridnet: BTreeSet<&str> = object
+            .maps
+            .keys()
+            .map(String::as_str)
+            .filter(|name| name.starts_with("GRIDNET_"))
+            .collect();
+        assert_eq!(gridnet, BTreeSet::from(ALL_MAPS));
+        for name in ALL_MAPS {
+            assert!(
+                matches!(object.maps[name], aya_obj::Map::Btf(_)),
+                "{name} is not a BTF map definition"
+            );
+        }
+        Ok(())
     }
 }

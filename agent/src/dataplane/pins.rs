@@ -1,7 +1,7 @@
 //! Where the datapath lives on the bpffs. One layout for every program:
 //!
 //! ```text
-//! <pin root>/maps/GRIDNET_*                    the maps, pinned by name (reused by every load)
+//! <pin root>/maps/GRIDNET_*                    the maps, by name (reused by every load)
 //! <pin root>/programs/<program>                each program that is in use
 //! <pin root>/links/<program>/<interface>       each TCX or XDP link of that program
 //! ```
@@ -19,6 +19,11 @@ use gridnet_common::verdict::Program;
 /// The directory of the pinned maps.
 pub fn maps_dir(pin_root: &Path) -> PathBuf {
     pin_root.join("maps")
+}
+
+/// The pin of the map named `name`.
+pub fn map_pin(pin_root: &Path, name: &str) -> PathBuf {
+    maps_dir(pin_root).join(name)
 }
 
 /// The pin of `program`.
