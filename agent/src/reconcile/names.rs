@@ -119,15 +119,7 @@ mod tests {
     use super::*;
 
     fn veth(index: u32, alias: Option<&str>) -> HostLink {
-        HostLink {
-            index,
-            up: true,
-            veth: true,
-            silent: true,
-            carrier: true,
-            mtu: Some(HOST_SIDE_MTU),
-            alias: alias.map(str::to_owned),
-        }
+        HostLink::finished_veth(index, alias)
     }
 
     fn links(entries: &[(&str, HostLink)]) -> BTreeMap<String, HostLink> {

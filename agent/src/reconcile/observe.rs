@@ -32,6 +32,22 @@ pub struct HostLink {
     pub alias: Option<String>,
 }
 
+#[cfg(test)]
+impl HostLink {
+    /// A veth the agent made and finished, labelled `alias`, as tests of the decisions need.
+    pub fn finished_veth(index: u32, alias: Option<&str>) -> Self {
+        Self {
+            index,
+            up: true,
+            veth: true,
+            silent: true,
+            carrier: true,
+            mtu: Some(super::names::HOST_SIDE_MTU),
+            alias: alias.map(str::to_owned),
+        }
+    }
+}
+
 /// The container side of a veth, read once per agent lifetime and whenever the datapath has no
 /// matching identity (a new, changed or half-made container); see
 /// [`super::change::Step::WriteIdentity`].

@@ -14,7 +14,15 @@ use super::{cpio::Archive, kernel};
 /// Host tools the tests run inside the guest: iproute2's `ip` and `tc`, iputils' `ping`,
 /// WireGuard's `wg` and `wireguard-go`, `tcpdump` (the guest has no user of its own for it:
 /// the tests run it with `-Z root`), and `bpftool` (each kernel's view of the maps' BTF).
-const TOOLS: &[&str] = &["ip", "tc", "ping", "wg", "wireguard-go", "tcpdump", "bpftool"];
+const TOOLS: &[&str] = &[
+    "ip",
+    "tc",
+    "ping",
+    "wg",
+    "wireguard-go",
+    "tcpdump",
+    "bpftool",
+];
 
 /// What goes into one initramfs.
 pub struct Contents<'a> {

@@ -58,18 +58,9 @@ fn realized(plan: &NodePlan) -> Observed {
             names::netns_name(&config().netns_prefix, &c.name),
             NamespaceState::Mounted,
         );
-        observed.host_links.insert(
-            host.clone(),
-            HostLink {
-                index,
-                up: true,
-                veth: true,
-                silent: true,
-                carrier: true,
-                mtu: Some(names::HOST_SIDE_MTU),
-                alias: Some(c.name.clone()),
-            },
-        );
+        observed
+            .host_links
+            .insert(host.clone(), HostLink::finished_veth(index, Some(&c.name)));
         observed.identities.insert(index, identity(c, id));
         let state = EndpointState {
             ifindex: index,
