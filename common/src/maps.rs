@@ -4,7 +4,9 @@
 use core::mem::size_of;
 
 mod tunnel;
+mod uplink;
 pub use tunnel::*;
+pub use uplink::*;
 
 /// Container interfaces by the ifindex of their host-side veth: `u32 -> Iface`.
 pub const MAP_IFACES: &str = "GRIDNET_IFACE_1";
@@ -14,7 +16,9 @@ pub const MAP_ENDPOINTS: &str = "GRIDNET_ENDPT_1";
 pub const MAP_STATS: &str = "GRIDNET_STATS_1";
 /// Network names by id, for tools that read the pins without an agent: `u32 -> NetworkName`.
 pub const MAP_NETWORKS: &str = "GRIDNET_NETS_1";
-/// Ports the uplink guard lets in: `PortKey -> u32` (the value is unused, 1).
+/// Ports the uplink guard lets in, as a list: `PortKey -> u32` (the value is unused, 1). The
+/// guard itself reads the same ports from [`MAP_UPLINK_PORT_BITS`]; this list is the agent's
+/// record of them, and what an operator reads (`bpftool map dump`).
 pub const MAP_UPLINK_PORTS: &str = "GRIDNET_PORTS_1";
 /// The uplink guard's settings, one entry at index 0: `u32 -> UplinkConfig`.
 pub const MAP_UPLINK_CONFIG: &str = "GRIDNET_UPCFG_1";
@@ -26,12 +30,13 @@ pub const MAP_UPLINK_STATS: &str = "GRIDNET_UPCNT_1";
 
 /// Every map of the datapath. The agent pins each under `<pin root>/maps/<name>` (BTF map
 /// definitions carry no pinning of their own) and reuses the pinned map when there is one.
-pub const ALL_MAPS: [&str; 9] = [
+pub const ALL_MAPS: [&str; 10] = [
     MAP_IFACES,
     MAP_ENDPOINTS,
     MAP_STATS,
     MAP_NETWORKS,
     MAP_UPLINK_PORTS,
+    uplink::MAP_UPLINK_PORT_BITS,
     MAP_UPLINK_CONFIG,
     MAP_UPLINK_STATS,
     MAP_ROUTES,

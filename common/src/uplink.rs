@@ -14,7 +14,7 @@
 //! passes is exactly what some socket of the node will receive.
 
 use crate::{
-    maps::{PortKey, UplinkConfig},
+    maps::{PortBit, UplinkConfig},
     packet::{
         ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, Frame, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
         IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr,
@@ -30,8 +30,9 @@ const TCP_ACK: u8 = 0x10;
 pub trait UplinkTables {
     /// The guard's settings (index 0 of its config map).
     fn config(&self) -> Option<UplinkConfig>;
-    /// Whether inbound traffic to this protocol and port is allowed.
-    fn port_allowed(&self, key: &PortKey) -> bool;
+    /// Word `index` of the allowed ports' bitmap ([`crate::maps::MAP_UPLINK_PORT_BITS`]); 0
+    /// past its end.
+    fn port_word(&self, index: u32) -> u64;
 }
 
 /// The node's sockets, in the network namespace of the uplink, as its stack finds them for a
@@ -274,11 +275,9 @@ fn transport<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
         return Guard::Drop(DropReason::Malformed);
     };
     let port = u16::from_be_bytes(ports.dst);
-    if tables.port_allowed(&PortKey {
-        protocol: packet.protocol,
-        _pad: 0,
-        port: ports.dst,
-    }) {
+    let allowed = PortBit::of(packet.protocol, port)
+        .is_some_and(|bit| bit.is_set_in(tables.port_word(bit.word)));
+    if allowed {
         return Guard::Pass;
     }
     if port < config.ephemeral_low || port > config.ephemeral_high {

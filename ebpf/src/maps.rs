@@ -16,7 +16,7 @@ use gridnet_common::{
     maps::{
         Endpoint, EndpointKey, Iface, MAX_ENDPOINTS, MAX_IFACES, MAX_NETWORKS, MAX_ROUTES,
         MAX_STATS, MAX_TUNNELS, MAX_UPLINK_PORTS, NetworkName, PortKey, ROUTE_KEY_BITS, Route,
-        RouteKey, Stats, StatsKey, UPLINK_STATS_SLOTS, UplinkConfig,
+        RouteKey, Stats, StatsKey, UPLINK_PORT_WORDS, UPLINK_STATS_SLOTS, UplinkConfig,
     },
     tunnel::TunnelTables,
     uplink::UplinkTables,
@@ -47,6 +47,10 @@ static GRIDNET_NETS_1: HashMap<u32, NetworkName, { MAX_NETWORKS as usize }> = Ha
 
 #[btf_map]
 static GRIDNET_PORTS_1: HashMap<PortKey, u32, { MAX_UPLINK_PORTS as usize }> = HashMap::new();
+
+/// The guard reads its allowed ports here, not in `GRIDNET_PORTS_1` (see `MAP_UPLINK_PORT_BITS`).
+#[btf_map]
+static GRIDNET_PORTBITS_1: Array<u64, { UPLINK_PORT_WORDS as usize }> = Array::new();
 
 #[btf_map]
 static GRIDNET_UPCFG_1: Array<UplinkConfig, 1> = Array::new();
@@ -93,9 +97,8 @@ impl UplinkTables for Maps {
     }
 
     #[inline(always)]
-    fn port_allowed(&self, key: &PortKey) -> bool {
-        // SAFETY: only presence is checked; no reference is kept.
-        unsafe { GRIDNET_PORTS_1.get(key) }.is_some()
+    fn port_word(&self, index: u32) -> u64 {
+        GRIDNET_PORTBITS_1.get(index).copied().unwrap_or(0)
     }
 }
 
@@ -148,4 +151,5 @@ pub fn count_uplink(slot: u32, bytes: u32) {
 #[cfg(not(target_arch = "bpf"))]
 const _: () = {
     let _ = GRIDNET_NETS_1;
+    let _ = GRIDNET_PORTS_1;
 };

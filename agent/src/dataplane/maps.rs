@@ -15,8 +15,9 @@ use aya::{
 };
 use gridnet_common::maps::{
     ENDPOINT_DOWN, Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS,
-    MAP_ROUTES, MAP_TUNNELS, MAP_UPLINK_CONFIG, MAP_UPLINK_PORTS, NetworkName, PortKey,
-    ROUTE_V4_OFFSET_BITS, ROUTE_V6_OFFSET_BITS, Route, RouteKey, UplinkConfig,
+    MAP_ROUTES, MAP_TUNNELS, MAP_UPLINK_CONFIG, MAP_UPLINK_PORT_BITS, MAP_UPLINK_PORTS,
+    NetworkName, PortBit, PortBitmap, PortKey, ROUTE_V4_OFFSET_BITS, ROUTE_V6_OFFSET_BITS, Route,
+    RouteKey, UplinkConfig,
 };
 use ipnet::IpNet;
 
@@ -113,12 +114,14 @@ pub struct Maps {
     endpoints: HashMap<MapData, EndpointKey, Endpoint>,
     networks: HashMap<MapData, u32, NetworkName>,
     uplink_ports: HashMap<MapData, PortKey, u32>,
+    uplink_port_bits: Array<MapData, u64>,
     uplink_config: Array<MapData, UplinkConfig>,
 }
 
 impl Maps {
+    /// The maps of `ebpf`, with the guard's port bitmap made to match its list.
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
-        Ok(Self {
+        let mut maps = Self {
             ifaces: take_hash(ebpf, MAP_IFACES)?,
             routes: {
                 let map = ebpf
@@ -130,15 +133,11 @@ impl Maps {
             endpoints: take_hash(ebpf, MAP_ENDPOINTS)?,
             networks: take_hash(ebpf, MAP_NETWORKS)?,
             uplink_ports: take_hash(ebpf, MAP_UPLINK_PORTS)?,
-            uplink_config: {
-                let map = ebpf
-                    .take_map(MAP_UPLINK_CONFIG)
-                    .ok_or(DataplaneError::MissingMap {
-                        name: MAP_UPLINK_CONFIG,
-                    })?;
-                Array::try_from(map).map_err(map_err(MAP_UPLINK_CONFIG, "open"))?
-            },
-        })
+            uplink_port_bits: take_array(ebpf, MAP_UPLINK_PORT_BITS)?,
+            uplink_config: take_array(ebpf, MAP_UPLINK_CONFIG)?,
+        };
+        maps.sync_uplink_port_bits()?;
+        Ok(maps)
     }
 
     pub fn containers(&self) -> Result<BTreeMap<u32, ContainerIdentity>, DataplaneError> {
@@ -273,15 +272,61 @@ impl Maps {
             .map_err(map_err(MAP_UPLINK_PORTS, "read"))
     }
 
+    /// Lets (protocol, port) in: the list records it first, then the guard's bitmap, so that a
+    /// set bit always has its entry in the list (which [`Maps::take`] restores the bits from).
     pub fn open_uplink_port(&mut self, protocol: u8, port: u16) -> Result<(), DataplaneError> {
+        let bit = port_bit(protocol, port)?;
         self.uplink_ports
             .insert(PortKey::new(protocol, port), 1, 0)
-            .map_err(map_err(MAP_UPLINK_PORTS, "insert"))
+            .map_err(map_err(MAP_UPLINK_PORTS, "insert"))?;
+        self.set_uplink_port_bit(bit, true)
     }
 
+    /// Shuts (protocol, port) out: the guard's bit first, then the list's entry.
     pub fn close_uplink_port(&mut self, protocol: u8, port: u16) -> Result<(), DataplaneError> {
+        let bit = port_bit(protocol, port)?;
+        self.set_uplink_port_bit(bit, false)?;
         ignore_missing(self.uplink_ports.remove(&PortKey::new(protocol, port)))
             .map_err(map_err(MAP_UPLINK_PORTS, "remove"))
+    }
+
+    fn set_uplink_port_bit(&mut self, bit: PortBit, set: bool) -> Result<(), DataplaneError> {
+        let word = self
+            .uplink_port_bits
+            .get(&bit.word, 0)
+            .map_err(map_err(MAP_UPLINK_PORT_BITS, "read"))?;
+        let word = if set {
+            word | bit.mask
+        } else {
+            word & !bit.mask
+        };
+        self.uplink_port_bits
+            .set(bit.word, word, 0)
+            .map_err(map_err(MAP_UPLINK_PORT_BITS, "write"))
+    }
+
+    /// Makes the guard's bitmap hold exactly the list's ports. They part when the bitmap is new
+    /// next to a list an older agent filled, or when the agent stopped between the two writes
+    /// of an open or close; only the words that differ are written, so the guard never sees a
+    /// port it keeps closed for a moment.
+    fn sync_uplink_port_bits(&mut self) -> Result<(), DataplaneError> {
+        let mut wanted = PortBitmap::default();
+        for (protocol, port) in self.uplink_ports()? {
+            // Only TCP and UDP have ports the guard checks; the agent writes no others.
+            wanted.insert(protocol, port);
+        }
+        for (index, &word) in (0u32..).zip(wanted.words()) {
+            let current = self
+                .uplink_port_bits
+                .get(&index, 0)
+                .map_err(map_err(MAP_UPLINK_PORT_BITS, "read"))?;
+            if current != word {
+                self.uplink_port_bits
+                    .set(index, word, 0)
+                    .map_err(map_err(MAP_UPLINK_PORT_BITS, "write"))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn uplink_config(&self) -> Option<UplinkConfig> {
@@ -303,6 +348,21 @@ fn take_hash<K: aya::Pod, V: aya::Pod>(
         .take_map(name)
         .ok_or(DataplaneError::MissingMap { name })?;
     HashMap::try_from(map).map_err(map_err(name, "open"))
+}
+
+fn take_array<V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<Array<MapData, V>, DataplaneError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::MissingMap { name })?;
+    Array::try_from(map).map_err(map_err(name, "open"))
+}
+
+/// The guard's bit for (protocol, port).
+fn port_bit(protocol: u8, port: u16) -> Result<PortBit, DataplaneError> {
+    PortBit::of(protocol, port).ok_or(DataplaneError::PortProtocol { protocol, port })
 }
 
 fn map_err(name: &'static str, action: &'static str) -> impl FnOnce(MapError) -> DataplaneError {

@@ -98,6 +98,10 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error(
+        "the uplink guard filters ports of TCP and UDP only, not of protocol {protocol} (port {port})"
+    )]
+    PortProtocol { protocol: u8, port: u16 },
     #[error("cannot add the clsact qdisc on `{interface}`")]
     Qdisc {
         interface: String,

@@ -5,18 +5,19 @@ use std::{
 };
 
 use super::*;
+use crate::maps::PortBitmap;
 
 struct Maps {
     config: Option<UplinkConfig>,
-    ports: HashSet<PortKey>,
+    ports: PortBitmap,
 }
 
 impl UplinkTables for Maps {
     fn config(&self) -> Option<UplinkConfig> {
         self.config
     }
-    fn port_allowed(&self, key: &PortKey) -> bool {
-        self.ports.contains(key)
+    fn port_word(&self, index: u32) -> u64 {
+        self.ports.words().get(index as usize).copied().unwrap_or(0)
     }
 }
 
@@ -78,12 +79,12 @@ fn maps() -> Maps {
             enforcing: 1,
             _pad: [0; 3],
         }),
-        ports: [
-            PortKey::new(IPPROTO_UDP, 51820),
-            PortKey::new(IPPROTO_TCP, 443),
-        ]
-        .into_iter()
-        .collect(),
+        ports: {
+            let mut ports = PortBitmap::default();
+            ports.insert(IPPROTO_UDP, 51820);
+            ports.insert(IPPROTO_TCP, 443);
+            ports
+        },
     }
 }
 
@@ -383,7 +384,7 @@ fn malformed_truncated_and_fragmented_frames_are_dropped() {
 fn an_unconfigured_guard_never_locks_the_node_out() {
     let unconfigured = Maps {
         config: None,
-        ports: HashSet::new(),
+        ports: PortBitmap::default(),
     };
     assert_eq!(
         from_uplink(
@@ -398,7 +399,7 @@ fn an_unconfigured_guard_never_locks_the_node_out() {
             enforcing: 0,
             ..maps().config.expect("config")
         }),
-        ports: HashSet::new(),
+        ports: PortBitmap::default(),
     };
     assert_eq!(
         from_uplink(&v4(IPPROTO_TCP, 22, SYN)[..], &off, &Sockets::default()),
