@@ -427,6 +427,48 @@ fn gateway_ports_open_and_close_with_the_plan() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The guard reads ports from a bitmap the agent keeps equal to its allow-list. A bit lost (an
+/// agent stopped between the two writes, or an upgrade that finds the list but no bitmap) is
+/// written again from the list as soon as the datapath opens.
+#[test]
+fn a_lost_port_bit_is_written_again_from_the_allow_list() -> anyhow::Result<()> {
+    use gridnet_common::maps::{MAP_UPLINK_PORT_BITS, PortBit};
+    let up = uplinked()?;
+    let accepted = node_listener(&up, HTTPS_PORT)?;
+    guard(&up, true)?;
+    ensure!(
+        connect_from_inet(&up, HTTPS_PORT)?,
+        "the gateway port is closed"
+    );
+
+    let bit = PortBit::of(IPPROTO_TCP, HTTPS_PORT).context("a TCP port has a bit")?;
+    let pin = up.node.pin_root.join("maps").join(MAP_UPLINK_PORT_BITS);
+    let pin = pin.to_str().context("pin path")?;
+    let mut args = vec!["map", "update", "pinned", pin, "key"];
+    let key: Vec<String> = bit.word.to_le_bytes().iter().map(u8::to_string).collect();
+    args.extend(key.iter().map(String::as_str));
+    args.extend(["value", "0", "0", "0", "0", "0", "0", "0", "0"]);
+    let out = Command::new("bpftool").args(&args).output()?;
+    ensure!(
+        out.status.success(),
+        "bpftool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        !connect_from_inet(&up, HTTPS_PORT)?,
+        "the guard does not read the bitmap"
+    );
+
+    // The same plan: nothing to change in the list, but opening the datapath mends the bitmap.
+    guard(&up, true)?;
+    ensure!(
+        connect_from_inet(&up, HTTPS_PORT)?,
+        "the bit was not written again"
+    );
+    assert_accepted(&accepted, 2)?;
+    Ok(())
+}
+
 /// A wireguard-go device in `ns`, stopped on drop.
 struct WgDevice {
     name: String,
