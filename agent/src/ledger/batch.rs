@@ -4,7 +4,7 @@
 //! calling thread applies them in order as they come, judging pieces itself when none is ready.
 //!
 //! A signature is checked ahead with the key the entry will most likely be judged with: the
-//! author's registered key, or the key a `twin` entry earlier in the replay registers. When the
+//! author's registered key, or the key a `twin` entry earlier in the window registers. When the
 //! chain, applying in order, judges with another key (that `twin` entry was refused), it checks
 //! the signature again itself; so a replay judges exactly as entries applied one by one.
 
@@ -38,16 +38,33 @@ const PIECE: usize = 256;
 /// not worth a thread.
 const PARALLEL_FROM: usize = 2 * PIECE;
 
+/// Entries taken from the iterator at a time: what is judged ahead (about 100 bytes an entry)
+/// stays bounded however long the ledger, and the pause at a window's end, where the other
+/// cores wait for the last piece to be applied, comes once in some 100 ms of work.
+const WINDOW: usize = 64 * PIECE;
+
 /// Applies `entries` in order, telling `refused` about each entry that changed nothing.
 pub(super) fn apply_all<'a>(
     chain: &mut Chain,
     entries: impl IntoIterator<Item = &'a Entry>,
     mut refused: impl FnMut(&Entry, Rejection),
 ) {
-    let entries: Vec<&Entry> = entries.into_iter().collect();
-    let signers = signers(chain, &entries);
+    let mut entries = entries.into_iter().peekable();
+    while entries.peek().is_some() {
+        let window: Vec<&Entry> = entries.by_ref().take(WINDOW).collect();
+        apply_window(chain, &window, &mut refused);
+    }
+}
+
+/// Applies one window of entries: its pieces judged on every core, applied here in order.
+fn apply_window(
+    chain: &mut Chain,
+    entries: &[&Entry],
+    refused: &mut impl FnMut(&Entry, Rejection),
+) {
+    let signers = signers(chain, entries);
     let pieces = Pieces {
-        entries: &entries,
+        entries,
         signers: &signers,
         next: AtomicUsize::new(0),
     };
