@@ -1,6 +1,6 @@
 //! Verifying and applying a 100,000-entry ledger: signatures, chain, rules, and YAML parsing.
-//! Replaying checks signatures on every core; the same entries applied one by one, on one
-//! core, are measured in the same run for comparison.
+//! Replaying checks signatures in batches, on every core; the same entries applied one by one,
+//! each signature checked alone on one core, are measured in the same run for comparison.
 //! Run by `cargo xtask bench` (or `cargo bench -p gridnet-agent --bench ledger`); prints one
 //! result line per stage.
 
@@ -110,7 +110,7 @@ fn main() {
     }
     let serial = start.elapsed().as_secs_f64();
 
-    // A replay: signatures of each batch checked on every core, then applied in order.
+    // A replay: signatures checked in batches on every core, the chain applied in order.
     let cpu_before = cpu_seconds();
     let start = Instant::now();
     let replay = ledger::replay(&entries);
@@ -134,7 +134,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     println!(
         "ledger: {total} entries verified and applied in {verify:.2} s: {:.0} entries/s \
-         (signatures on {cores} cores, {} busy; {:.0} entries/s one by one, {:.2}x)",
+         (signatures in batches on {cores} cores, {} busy; {:.0} entries/s one by one, {:.2}x)",
         total as f64 / verify,
         cores_used.map_or("?".into(), |c| format!("{c:.1}")),
         total as f64 / serial,

@@ -7,7 +7,7 @@
 //! content stays in the chain but changes nothing.
 
 use super::{
-    keys::{Hash, PublicKey, verify},
+    keys::{Hash, PublicKey, SignatureCheck, verify, verify_each},
     limits::MAX_ENTRY_BYTES,
     model::{Body, Entry},
     rules::Rejection,
@@ -142,13 +142,44 @@ pub(super) struct Prejudged {
 }
 
 impl Prejudged {
+    /// One entry, its signature checked alone.
     pub(super) fn of(entry: &Entry, signer: Option<PublicKey>) -> Self {
-        let canonical = entry.canonical_bytes();
+        let (signing, hash, bytes) = encode(entry);
         Self {
-            hash: Hash(*blake3::hash(&canonical).as_bytes()),
-            bytes: canonical.len(),
-            signature: signer
-                .map(|key| (key, verify(&key, &entry.signing_bytes(), &entry.signature))),
+            hash,
+            bytes,
+            signature: signer.map(|key| (key, verify(&key, &signing, &entry.signature))),
         }
     }
+
+    /// Many entries, their signatures checked as one batch ([`verify_each`]); `signers` gives
+    /// each entry's key, in order.
+    pub(super) fn of_many(entries: &[&Entry], signers: &[Option<PublicKey>]) -> Vec<Self> {
+        let encoded: Vec<_> = entries.iter().map(|entry| encode(entry)).collect();
+        let checks: Vec<SignatureCheck<'_>> = entries
+            .iter()
+            .zip(signers)
+            .zip(&encoded)
+            .filter_map(|((entry, signer), (signing, ..))| {
+                signer.map(|key| (key, signing.as_slice(), entry.signature))
+            })
+            .collect();
+        let mut valid = verify_each(&checks).into_iter();
+        signers
+            .iter()
+            .zip(encoded)
+            .map(|(signer, (_, hash, bytes))| Self {
+                hash,
+                bytes,
+                signature: signer.map(|key| (key, valid.next().unwrap_or(false))),
+            })
+            .collect()
+    }
+}
+
+/// An entry's signing bytes, and the hash and size of its canonical bytes, from one encoding.
+fn encode(entry: &Entry) -> (Vec<u8>, Hash, usize) {
+    let (signing, canonical) = entry.signing_and_canonical_bytes();
+    let hash = Hash(*blake3::hash(&canonical).as_bytes());
+    (signing, hash, canonical.len())
 }

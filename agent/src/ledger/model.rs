@@ -157,6 +157,24 @@ impl Entry {
         canonical(self)
     }
 
+    /// [`Entry::signing_bytes`] and [`Entry::canonical_bytes`] from one encoding: an entry's
+    /// members are those of [`Unsigned`] then `signature`, so its canonical bytes are the
+    /// signing bytes with the signature member added before the closing brace.
+    pub fn signing_and_canonical_bytes(&self) -> (Vec<u8>, Vec<u8>) {
+        let signing = self.signing_bytes();
+        let Some((b'}', members)) = signing.split_last() else {
+            return (signing, self.canonical_bytes());
+        };
+        let signature = self.signature.to_string();
+        let mut canonical = Vec::with_capacity(signing.len() + signature.len() + 16);
+        canonical.extend_from_slice(members);
+        canonical.extend_from_slice(b",\"signature\":\"");
+        // Standard base64 needs no JSON escape.
+        canonical.extend_from_slice(signature.as_bytes());
+        canonical.extend_from_slice(b"\"}");
+        (signing, canonical)
+    }
+
     /// blake3 of [`Entry::canonical_bytes`].
     pub fn hash(&self) -> Hash {
         Hash(*blake3::hash(&self.canonical_bytes()).as_bytes())

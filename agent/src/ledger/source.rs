@@ -24,6 +24,23 @@ pub trait LedgerSource: Send {
         from: u64,
     ) -> impl Future<Output = Result<Vec<Entry>, SourceError>> + Send;
 
+    /// The entries at positions `from..` that can be read now, up to the first that cannot,
+    /// and why that one cannot: a follower starting on a damaged ledger applies what comes
+    /// before the damage and says why it stops there. Once told here, a damage is not told again
+    /// by [`LedgerSource::wait_from`]. A source whose entries are read whole or not at all
+    /// reports its errors as [`LedgerSource::read_from`] does.
+    fn read_prefix_from(
+        &mut self,
+        from: u64,
+    ) -> impl Future<Output = Result<Prefix, SourceError>> + Send {
+        async move {
+            Ok(Prefix {
+                entries: self.read_from(from).await?,
+                damage: None,
+            })
+        }
+    }
+
     /// Waits until the source holds more than `from` entries, then returns the new ones. An
     /// entry at `from` that cannot be read is an error; a file says so once, then waits for
     /// the file to change without parsing the damaged entry again.
@@ -39,6 +56,13 @@ pub trait LedgerSource: Send {
         position: u64,
         entry: &Entry,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
+}
+
+/// The entries that could be read, and the damage that ends them, if any.
+#[derive(Debug)]
+pub struct Prefix {
+    pub entries: Vec<Entry>,
+    pub damage: Option<SourceError>,
 }
 
 /// Why a source could not be read or written.
@@ -141,6 +165,13 @@ impl LedgerSource for AnySource {
         }
     }
 
+    async fn read_prefix_from(&mut self, from: u64) -> Result<Prefix, SourceError> {
+        match self {
+            AnySource::File(file) => file.read_prefix_from(from).await,
+            AnySource::Etcd(etcd) => etcd.as_mut().read_prefix_from(from).await,
+        }
+    }
+
     async fn wait_from(&mut self, from: u64) -> Result<Vec<Entry>, SourceError> {
         match self {
             AnySource::File(file) => file.wait_from(from).await,
@@ -159,6 +190,14 @@ impl LedgerSource for AnySource {
 impl LedgerSource for LedgerFile {
     async fn read_from(&mut self, from: u64) -> Result<Vec<Entry>, SourceError> {
         Ok(self.entries_from(position(from))?)
+    }
+
+    async fn read_prefix_from(&mut self, from: u64) -> Result<Prefix, SourceError> {
+        let (entries, damage) = self.prefix_from(position(from))?;
+        Ok(Prefix {
+            entries,
+            damage: damage.map(SourceError::from),
+        })
     }
 
     async fn wait_from(&mut self, from: u64) -> Result<Vec<Entry>, SourceError> {

@@ -104,6 +104,17 @@ impl LedgerFile {
         Ok(found.entries)
     }
 
+    /// The entries at positions `from..` up to the first damaged document, and that damage,
+    /// which counts as told: [`LedgerFile::follow`] waits for the file to change instead of
+    /// reporting it again.
+    pub fn prefix_from(&self, from: usize) -> Result<(Vec<Entry>, Option<FileError>), FileError> {
+        let found = self.find(from)?;
+        if found.damage.is_some() {
+            self.tell_damage();
+        }
+        Ok((found.entries, found.damage))
+    }
+
     /// Appends one entry (under the same lock as [`LedgerFile::append_at`]).
     pub fn append(&self, entry: &Entry) -> Result<(), FileError> {
         let document = self.document(entry)?;

@@ -32,6 +32,23 @@ fn a_good_chain_builds_the_grid() {
     assert_eq!(replayed.chain.state(), state);
 }
 
+/// The canonical bytes a replay hashes come from the signing bytes; they must be exactly those
+/// the entry's own encoding gives, for every kind.
+#[test]
+fn one_encoding_gives_the_signing_and_canonical_bytes() {
+    let grid = Grid::new();
+    let kinds: std::collections::BTreeSet<_> = grid.entries.iter().map(|e| e.body.kind()).collect();
+    assert!(kinds.len() >= 6, "{kinds:?}");
+    for entry in &grid.entries {
+        let (signing, canonical) = entry.signing_and_canonical_bytes();
+        assert_eq!(signing, entry.signing_bytes());
+        assert_eq!(
+            String::from_utf8_lossy(&canonical),
+            String::from_utf8_lossy(&entry.canonical_bytes())
+        );
+    }
+}
+
 #[test]
 fn keys_signatures_and_hashes_are_checked_when_read() {
     let good = key(1).public().to_string();
