@@ -44,6 +44,8 @@ pub enum Rejection {
     DuplicateTwin { name: UserText },
     #[error("twin: the author must be the twin being registered (`{name}`), not `{author}`")]
     TwinAuthor { name: UserText, author: UserText },
+    #[error("public_key: `{name}`'s key is a point of small order, for which anyone can sign")]
+    WeakTwinKey { name: UserText },
     #[error("node_id: must be 1 or more")]
     ZeroNodeId,
     #[error("farmer: the author `{author}` cannot register a node for `{farmer}`")]

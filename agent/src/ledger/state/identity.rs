@@ -31,6 +31,13 @@ impl GridState {
         if self.twins.contains_key(name) {
             return Err(Rejection::DuplicateTwin { name: name.into() });
         }
+        // A small-order key satisfies the signature equation for many (R, S) whatever the
+        // message: whoever registered it would give its name to everyone.
+        let weak =
+            ed25519_dalek::VerifyingKey::from_bytes(&public_key.0).is_ok_and(|k| k.is_weak());
+        if weak {
+            return Err(Rejection::WeakTwinKey { name: name.into() });
+        }
         self.twins.insert(name.to_owned(), public_key);
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use super::super::{
     fixture::{Grid, container, key, member, network, node},
-    keys::Signature,
+    keys::{PublicKey, Signature},
     *,
 };
 use crate::vocab::{GatewayMode, WgKey};
@@ -87,6 +87,26 @@ fn bad_entries_are_refused_with_their_reason_and_change_nothing() {
         &key(9),
     );
     check(&mut g, e, &|e| matches!(e, R::DuplicateTwin { .. })); // 13
+    // 13b. a key of small order (the identity point), with the signature anyone can make for
+    // it on any message: R the identity, S zero.
+    let identity = {
+        let mut bytes = [0; 32];
+        bytes[0] = 1;
+        bytes
+    };
+    let mut e = sign_next(
+        &g.chain,
+        "mallory",
+        Body::Twin {
+            name: "mallory".into(),
+            public_key: PublicKey(identity),
+        },
+        &key(9),
+    );
+    let mut anyones = [0; 64];
+    anyones[..32].copy_from_slice(&identity);
+    e.signature = Signature(anyones);
+    check(&mut g, e, &|e| matches!(e, R::WeakTwinKey { .. }));
     let e = g.sign("bob", node(7, "alice", None));
     check(&mut g, e, &|e| matches!(e, R::NotFarmer { .. })); // 14
     let e = g.sign("bob", node(1, "bob", None));
