@@ -197,18 +197,7 @@ async fn requests_are_balanced_and_dead_backends_leave_and_come_back() {
 async fn malformed_and_oversized_requests_are_refused_and_the_gateway_goes_on() {
     let backend = HttpBackend::start("A", free_addr()).await;
     let listen = free_addr();
-    let mut gateways = Gateways::new(Limits::default());
-    assert!(
-        gateways
-            .set(&[http_gateway(
-                "alice/site",
-                &["a.example"],
-                listen,
-                &[backend.addr]
-            )])
-            .await
-            .is_empty()
-    );
+    let gateways = site_gateways(Limits::default(), listen, backend.addr).await;
 
     let mut garbage = TcpStream::connect(listen).await.expect("connect");
     garbage
@@ -292,18 +281,7 @@ async fn slow_clients_do_not_keep_others_out_and_memory_stays_bounded() {
     const SLOW: usize = 500;
     let backend = HttpBackend::start("A", free_addr()).await;
     let listen = free_addr();
-    let mut gateways = Gateways::new(Limits::default());
-    assert!(
-        gateways
-            .set(&[http_gateway(
-                "alice/site",
-                &["a.example"],
-                listen,
-                &[backend.addr]
-            )])
-            .await
-            .is_empty()
-    );
+    let gateways = site_gateways(Limits::default(), listen, backend.addr).await;
     let before = rss_kib();
 
     let mut slow = JoinSet::new();
@@ -361,18 +339,7 @@ async fn over_the_connection_limit_new_clients_are_closed_and_counted() {
         max_connections_per_listener: 2,
         ..Limits::default()
     };
-    let mut gateways = Gateways::new(limits);
-    assert!(
-        gateways
-            .set(&[http_gateway(
-                "alice/site",
-                &["a.example"],
-                listen,
-                &[backend.addr]
-            )])
-            .await
-            .is_empty()
-    );
+    let gateways = site_gateways(limits, listen, backend.addr).await;
     let held = [
         TcpStream::connect(listen).await.expect("connect"),
         TcpStream::connect(listen).await.expect("connect"),
@@ -397,18 +364,7 @@ async fn over_the_connection_limit_new_clients_are_closed_and_counted() {
 async fn upgraded_connections_are_joined_through() {
     let backend = HttpBackend::start("A", free_addr()).await;
     let listen = free_addr();
-    let mut gateways = Gateways::new(Limits::default());
-    assert!(
-        gateways
-            .set(&[http_gateway(
-                "alice/site",
-                &["a.example"],
-                listen,
-                &[backend.addr]
-            )])
-            .await
-            .is_empty()
-    );
+    let mut gateways = site_gateways(Limits::default(), listen, backend.addr).await;
     let mut client = TcpStream::connect(listen).await.expect("connect");
     client
         .write_all(
@@ -528,18 +484,7 @@ async fn ipv6_clients_are_named_in_brackets() {
             break candidate;
         }
     };
-    let mut gateways = Gateways::new(Limits::default());
-    assert!(
-        gateways
-            .set(&[http_gateway(
-                "alice/site",
-                &["a.example"],
-                listen,
-                &[backend.addr]
-            )])
-            .await
-            .is_empty()
-    );
+    let gateways = site_gateways(Limits::default(), listen, backend.addr).await;
     let (code, body) = curl(&["-g", "-H", "Host: a.example", &format!("http://{listen}/")]).await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("xff=::1 "), "{body}");

@@ -12,7 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use gridnet_agent::{gateway::GatewaySpec, vocab::GatewayMode};
+use gridnet_agent::{
+    gateway::{GatewaySpec, Gateways, Limits},
+    vocab::GatewayMode,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
@@ -146,6 +149,15 @@ pub fn http_gateway(
         netns: None,
         proxy_protocol: false,
     }
+}
+
+/// Gateways with `limits` serving `alice/site` (`a.example`) on `listen` from `backend`.
+pub async fn site_gateways(limits: Limits, listen: SocketAddr, backend: SocketAddr) -> Gateways {
+    let mut gateways = Gateways::new(limits);
+    let site = http_gateway("alice/site", &["a.example"], listen, &[backend]);
+    let failures = gateways.set(&[site]).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    gateways
 }
 
 /// `curl` with `args`; its status code and body.
