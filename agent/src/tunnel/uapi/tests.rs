@@ -34,6 +34,29 @@ impl Drop for Scratch {
     }
 }
 
+/// A server for `gnt7` in a scratch directory of its own, answering from [`spec`] and
+/// [`status`]. The server goes before the directory.
+struct Served {
+    server: UapiServer,
+    status: watch::Sender<TunnelStatus>,
+    path: PathBuf,
+    _scratch: Scratch,
+}
+
+fn served() -> Served {
+    let scratch = Scratch::new();
+    let (status, status_rx) = watch::channel(status());
+    let server = Listener::bind(&scratch.uapi_dir(), "gnt7")
+        .expect("bind")
+        .serve([1; 32], &spec(), status_rx);
+    Served {
+        server,
+        status,
+        path: scratch.uapi_dir().join("gnt7.sock"),
+        _scratch: scratch,
+    }
+}
+
 fn spec() -> TunnelSpec {
     TunnelSpec {
         network: "alice/web".into(),
@@ -99,23 +122,19 @@ async fn closed(mut stream: UnixStream) -> String {
 
 #[tokio::test]
 async fn get_answers_from_the_current_spec_and_status() {
-    let scratch = Scratch::new();
-    let (status_tx, status_rx) = watch::channel(status());
-    let server = Listener::bind(&scratch.uapi_dir(), "gnt7")
-        .expect("bind")
-        .serve([1; 32], &spec(), status_rx);
-    let path = scratch.uapi_dir().join("gnt7.sock");
-    let got = ask(&path, b"get=1\n\n", 1).await;
+    let served = served();
+    let path = &served.path;
+    let got = ask(path, b"get=1\n\n", 1).await;
     assert_eq!(got, protocol::get_answer(&[1; 32], &spec(), &status()));
 
     // A new status and a new spec show in the next answer.
     let mut later = status();
     later.listen_port = 40000;
-    status_tx.send_replace(later.clone());
+    served.status.send_replace(later.clone());
     let mut changed = spec();
     changed.peers[0].allowed_ips = vec!["10.1.9.0/24".parse().expect("net")];
-    server.publish(&changed);
-    let got = ask(&path, b"get=1\n\n", 1).await;
+    served.server.publish(&changed);
+    let got = ask(path, b"get=1\n\n", 1).await;
     assert!(got.contains("listen_port=40000\n"), "{got}");
     assert!(got.contains("allowed_ip=10.1.9.0/24\n"), "{got}");
     assert_eq!(got, protocol::get_answer(&[1; 32], &changed, &later));
@@ -123,12 +142,8 @@ async fn get_answers_from_the_current_spec_and_status() {
 
 #[tokio::test]
 async fn set_is_refused_and_the_connection_goes_on() {
-    let scratch = Scratch::new();
-    let (_status_tx, status_rx) = watch::channel(status());
-    let _server = Listener::bind(&scratch.uapi_dir(), "gnt7")
-        .expect("bind")
-        .serve([1; 32], &spec(), status_rx);
-    let path = scratch.uapi_dir().join("gnt7.sock");
+    let served = served();
+    let path = served.path.clone();
     let request = format!(
         "set=1\npublic_key={}\nremove=true\n\nget=1\n\n",
         "02".repeat(32)
@@ -142,12 +157,8 @@ async fn set_is_refused_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn garbage_gets_einval_and_the_connection_is_closed() {
-    let scratch = Scratch::new();
-    let (_status_tx, status_rx) = watch::channel(status());
-    let _server = Listener::bind(&scratch.uapi_dir(), "gnt7")
-        .expect("bind")
-        .serve([1; 32], &spec(), status_rx);
-    let path = scratch.uapi_dir().join("gnt7.sock");
+    let served = served();
+    let path = served.path.clone();
     for request in [
         &b"hello\n"[..],
         b"get=1\nprivate_key=00\n\n",
@@ -171,12 +182,8 @@ async fn garbage_gets_einval_and_the_connection_is_closed() {
 
 #[tokio::test]
 async fn a_silent_client_is_dropped_and_others_are_served_meanwhile() {
-    let scratch = Scratch::new();
-    let (_status_tx, status_rx) = watch::channel(status());
-    let _server = Listener::bind(&scratch.uapi_dir(), "gnt7")
-        .expect("bind")
-        .serve([1; 32], &spec(), status_rx);
-    let path = scratch.uapi_dir().join("gnt7.sock");
+    let served = served();
+    let path = served.path.clone();
     let mut silent = UnixStream::connect(&path).await.expect("connect");
     silent.write_all(b"get=1\n").await.expect("half a request");
     assert!(ask(&path, b"get=1\n\n", 1).await.ends_with("errno=0\n\n"));
