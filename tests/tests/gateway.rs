@@ -89,6 +89,27 @@ fn gateway(
     )
 }
 
+/// alice's gateways on node 1 in front of `app`: `www` (HTTP, port 8080) and `secure` (TLS
+/// passthrough, port 8443); returns the last seq.
+fn www_and_secure(grid: &mut Grid) -> anyhow::Result<u64> {
+    gateway(
+        grid,
+        "www",
+        1,
+        "www.example.org",
+        "10.1.2.2:8080",
+        GatewayMode::Http,
+    )?;
+    gateway(
+        grid,
+        "secure",
+        1,
+        "secure.example.org",
+        "10.1.2.2:8443",
+        GatewayMode::TlsPassthrough,
+    )
+}
+
 /// alice/web on nodes 1..=count, node 1 public, the backend container `app` on the last node.
 fn grid(label: &str, count: u32) -> anyhow::Result<(Grid, u64)> {
     let mut grid = Grid::new(label, count)?;
@@ -114,15 +135,8 @@ fn gateway_status(grid: &Grid, node: u32, name: &str) -> anyhow::Result<serde_js
 #[test]
 fn http_by_host_and_tls_by_sni_reach_a_backend_on_another_node() -> anyhow::Result<()> {
     let (mut grid, _) = grid("gw", 2)?;
-    gateway(
-        &mut grid,
-        "www",
-        1,
-        "www.example.org",
-        "10.1.2.2:8080",
-        GatewayMode::Http,
-    )?;
-    grid.ledger.submit(
+    www_and_secure(&mut grid)?;
+    let seq = grid.ledger.submit(
         "alice",
         gateway_entry(
             "echo",
@@ -132,14 +146,6 @@ fn http_by_host_and_tls_by_sni_reach_a_backend_on_another_node() -> anyhow::Resu
             &["[fd00:1:0:2::2]:8081"],
             GatewayMode::Http,
         )?,
-    )?;
-    let seq = gateway(
-        &mut grid,
-        "secure",
-        1,
-        "secure.example.org",
-        "10.1.2.2:8443",
-        GatewayMode::TlsPassthrough,
     )?;
     grid.start("uplinks: [up0]\n", seq)?;
     let app = grid.node(2).container_ns("alice.app");
@@ -368,22 +374,7 @@ fn read_all(stream: &mut TcpStream) -> Vec<u8> {
 #[test]
 fn hostile_clients_get_clean_answers_and_the_others_are_still_served() -> anyhow::Result<()> {
     let (mut grid, _) = grid("gw-bad", 2)?;
-    gateway(
-        &mut grid,
-        "www",
-        1,
-        "www.example.org",
-        "10.1.2.2:8080",
-        GatewayMode::Http,
-    )?;
-    let seq = gateway(
-        &mut grid,
-        "secure",
-        1,
-        "secure.example.org",
-        "10.1.2.2:8443",
-        GatewayMode::TlsPassthrough,
-    )?;
+    let seq = www_and_secure(&mut grid)?;
     grid.start("uplinks: [up0]\n", seq)?;
     let _http = HttpServer::start(&grid.node(2).container_ns("alice.app"), 8080)?;
     let inet = Internet::attach(&grid)?;
