@@ -458,6 +458,12 @@ fn a_lost_port_bit_is_written_again_from_the_allow_list() -> anyhow::Result<()> 
         !connect_from_inet(&up, HTTPS_PORT)?,
         "the guard does not read the bitmap"
     );
+    // `gridnet bpf-stats` shows the bitmap out of step with the list: one port fewer.
+    let (listed, in_bitmap) = port_fills(&up)?;
+    ensure!(
+        in_bitmap + 1 == listed,
+        "bpf-stats: {listed} ports listed, {in_bitmap} in the bitmap"
+    );
 
     // The same plan: nothing to change in the list, but opening the datapath mends the bitmap.
     guard(&up, true)?;
@@ -465,8 +471,28 @@ fn a_lost_port_bit_is_written_again_from_the_allow_list() -> anyhow::Result<()> 
         connect_from_inet(&up, HTTPS_PORT)?,
         "the bit was not written again"
     );
+    let (listed, in_bitmap) = port_fills(&up)?;
+    ensure!(
+        listed >= 2 && in_bitmap == listed,
+        "bpf-stats: {listed} ports listed, {in_bitmap} in the bitmap"
+    );
     assert_accepted(&accepted, 2)?;
     Ok(())
+}
+
+/// The allowed ports as `gridnet bpf-stats` counts them: entries of the allow-list, and bits set
+/// in the guard's bitmap.
+fn port_fills(up: &Uplinked) -> anyhow::Result<(u64, u64)> {
+    use gridnet_common::maps::{MAP_UPLINK_PORT_BITS, MAP_UPLINK_PORTS};
+    let stats = up.node.bpf_stats()?;
+    let fill = |name: &str| {
+        stats["maps"]
+            .as_array()
+            .and_then(|maps| maps.iter().find(|m| m["name"] == name))
+            .and_then(|m| m["entries"].as_u64())
+            .with_context(|| format!("bpf-stats shows no map {name}: {stats}"))
+    };
+    Ok((fill(MAP_UPLINK_PORTS)?, fill(MAP_UPLINK_PORT_BITS)?))
 }
 
 /// A wireguard-go device in `ns`, stopped on drop.

@@ -3,13 +3,14 @@
 use std::{collections::BTreeMap, path::Path};
 
 use aya::{
-    maps::{HashMap, Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, Map, MapData, MapInfo, PerCpuArray, PerCpuHashMap},
     programs::ProgramInfo,
 };
 use gridnet_common::{
     maps::{
         Endpoint, EndpointKey, Iface, MAP_ENDPOINTS, MAP_IFACES, MAP_NETWORKS, MAP_STATS,
-        MAP_UPLINK_PORTS, MAP_UPLINK_STATS, NetworkName, PortKey, Stats, StatsKey,
+        MAP_UPLINK_PORT_BITS, MAP_UPLINK_PORTS, MAP_UPLINK_STATS, NetworkName, PortKey, Stats,
+        StatsKey,
     },
     uplink::Guard,
     verdict::{DropReason, Program, Verdict},
@@ -129,6 +130,10 @@ impl Snapshot {
                     max_entries: info.max_entries(),
                 });
             }
+        }
+        let bits_path = maps_dir.join(MAP_UPLINK_PORT_BITS);
+        if MapInfo::from_pin(&bits_path).is_ok() {
+            maps.push(port_bits_fill(&bits_path)?);
         }
         if let Ok(info) = MapInfo::from_pin(&stats_path) {
             let entries = u32::try_from(stats_entries).unwrap_or(u32::MAX);
@@ -266,6 +271,24 @@ fn network_names(path: &Path) -> Result<BTreeMap<u32, String>, StatsError> {
         .map(|entry| entry.map(|(id, name)| (id, name.as_str().to_owned())))
         .collect::<Result<_, _>>()
         .map_err(map_err(path))
+}
+
+/// The fill of the guard's port bitmap, in ports rather than words: `entries` is the bits set
+/// (the ports the guard lets in), `max_entries` the bits there are. The agent keeps the bitmap
+/// equal to the allow-list (`GRIDNET_PORTS_1`), so the two show the same number; a difference is
+/// a bitmap out of step, which the agent mends when its datapath next opens.
+fn port_bits_fill(path: &Path) -> Result<MapFill, StatsError> {
+    let words: Array<MapData, u64> =
+        Array::try_from(Map::Array(open(path)?)).map_err(map_err(path))?;
+    let mut set = 0u32;
+    for word in words.iter() {
+        set += word.map_err(map_err(path))?.count_ones();
+    }
+    Ok(MapFill {
+        name: MAP_UPLINK_PORT_BITS.to_owned(),
+        entries: set,
+        max_entries: words.len().saturating_mul(u64::BITS),
+    })
 }
 
 /// Counts the keys of one pinned hash map.
