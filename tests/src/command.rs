@@ -49,6 +49,22 @@ pub fn run_ok(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<String> 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `bpftool ARGS` (on pins, so in no namespace in particular), failing with its error
+/// output on a non-zero exit; returns its standard output.
+pub fn bpftool(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("bpftool")
+        .args(args)
+        .output()
+        .context("run bpftool (`cargo xtask setup` installs it)")?;
+    ensure!(
+        out.status.success(),
+        "bpftool {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs `ip ARGS` in a namespace, failing with its error output.
 pub fn ip(ns: &str, args: &[&str]) -> anyhow::Result<()> {
     run_ok(ns, "ip", args).map(drop)

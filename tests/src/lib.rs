@@ -45,7 +45,7 @@ mod wg_client;
 
 pub use agent::{Agent, healthy};
 pub use capture::{Capture, read_capture};
-pub use command::{gridnet_bin, gridnet_in, ip, run_in, run_ok};
+pub use command::{bpftool, gridnet_bin, gridnet_in, ip, run_in, run_ok};
 pub use etcd::Etcd;
 pub use gateway::{
     BODY, HttpServer, INTERNET_IP, Internet, TlsServer, gateway_entry, with_proxy_protocol,

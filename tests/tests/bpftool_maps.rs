@@ -14,7 +14,9 @@ use gridnet_common::maps::{
     MAX_UPLINK_PORTS, NetworkName, PortKey, Route, RouteKey, Stats, StatsKey, UPLINK_STATS_SLOTS,
     UplinkConfig,
 };
-use gridnet_tests::{Grid, Node, ping, proto::WIREGUARD_PORT, test_container, test_network, wait};
+use gridnet_tests::{
+    Grid, Node, bpftool, ping, proto::WIREGUARD_PORT, test_container, test_network, wait,
+};
 use serde_json::Value;
 
 /// What `bpftool` must show of a map's entries: the fields of its key and of its value (none
@@ -89,18 +91,9 @@ const SHAPES: [Shape; 10] = [
     },
 ];
 
-fn bpftool(args: &[&str]) -> anyhow::Result<Value> {
-    let out = Command::new("bpftool")
-        .arg("-j")
-        .args(args)
-        .output()
-        .context("run bpftool (`cargo xtask setup` installs it)")?;
-    ensure!(
-        out.status.success(),
-        "bpftool {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).with_context(|| format!("bpftool {args:?}: not JSON"))
+fn bpftool_json(args: &[&str]) -> anyhow::Result<Value> {
+    let out = bpftool(&[&["-j"], args].concat())?;
+    serde_json::from_str(&out).with_context(|| format!("bpftool {args:?}: not JSON"))
 }
 
 fn pin(pin_root: &Path, name: &str) -> anyhow::Result<String> {
@@ -114,13 +107,13 @@ fn pin(pin_root: &Path, name: &str) -> anyhow::Result<String> {
 
 /// `bpftool map dump pinned` of map `name` under `pin_root`: its entries.
 fn dump(pin_root: &Path, name: &str) -> anyhow::Result<Vec<Value>> {
-    let entries = bpftool(&["map", "dump", "pinned", &pin(pin_root, name)?])?;
+    let entries = bpftool_json(&["map", "dump", "pinned", &pin(pin_root, name)?])?;
     entries.as_array().cloned().context("a dump is a list")
 }
 
 /// `bpftool map show pinned` of map `name` under `pin_root`.
 fn show(pin_root: &Path, name: &str) -> anyhow::Result<Value> {
-    bpftool(&["map", "show", "pinned", &pin(pin_root, name)?])
+    bpftool_json(&["map", "show", "pinned", &pin(pin_root, name)?])
 }
 
 /// Checks that a formatted key or value has `fields` (or, with none, is an integer).
@@ -305,12 +298,7 @@ fn maps_pinned_without_btf_are_adopted_and_keep_forwarding() -> anyhow::Result<(
             "map", "create", &path, "type", kind, "key", &key, "value", &value, "entries",
             &entries, "name", name, "flags", &flags,
         ];
-        let out = Command::new("bpftool").args(args).output()?;
-        ensure!(
-            out.status.success(),
-            "bpftool {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bpftool(&args)?;
     }
     // Maps added since (the guard's port bitmap) are made with BTF next to the adopted ones.
     let legacy: Vec<&str> = legacy_definitions().iter().map(|d| d.0).collect();

@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use gridnet_agent::plan::{GatewayMode, GatewayPlan, NetworkPlan, NodePlan};
 use gridnet_tests::{
-    INET_IP, NODE_IP, TempDir, Uplinked, in_netns, ip,
+    INET_IP, NODE_IP, TempDir, Uplinked, bpftool, in_netns, ip,
     proto::{ETHERTYPE_IPV4, ETHERTYPE_LLDP, HTTPS_PORT, IPPROTO_TCP, WIREGUARD_PORT},
     test_network, unique_id, uplinked, wait, within,
 };
@@ -448,12 +448,7 @@ fn a_lost_port_bit_is_written_again_from_the_allow_list() -> anyhow::Result<()> 
     let key: Vec<String> = bit.word.to_le_bytes().iter().map(u8::to_string).collect();
     args.extend(key.iter().map(String::as_str));
     args.extend(["value", "0", "0", "0", "0", "0", "0", "0", "0"]);
-    let out = Command::new("bpftool").args(&args).output()?;
-    ensure!(
-        out.status.success(),
-        "bpftool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bpftool(&args)?;
     ensure!(
         !connect_from_inet(&up, HTTPS_PORT)?,
         "the guard does not read the bitmap"
