@@ -39,14 +39,7 @@ pub fn run_in(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<Output> 
 /// Runs a command inside a network namespace, failing with its error output on a non-zero
 /// exit; returns its standard output.
 pub fn run_ok(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = run_in(ns, program, args)?;
-    ensure!(
-        out.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    succeeded(program, args, run_in(ns, program, args)?)
 }
 
 /// Runs `bpftool ARGS` (on pins, so in no namespace in particular), failing with its error
@@ -56,9 +49,14 @@ pub fn bpftool(args: &[&str]) -> anyhow::Result<String> {
         .args(args)
         .output()
         .context("run bpftool (`cargo xtask setup` installs it)")?;
+    succeeded("bpftool", args, out)
+}
+
+/// The standard output of `program ARGS`, or its error output on a non-zero exit.
+fn succeeded(program: &str, args: &[&str], out: Output) -> anyhow::Result<String> {
     ensure!(
         out.status.success(),
-        "bpftool {}: {}",
+        "{program} {}: {}",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
