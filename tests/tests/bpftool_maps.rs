@@ -3,7 +3,7 @@
 //! agent keeps the very same maps; and a map pinned without BTF (by an earlier datapath) is
 //! adopted as it is and keeps forwarding.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, bail, ensure};
 use gridnet_agent::plan::NodePlan;
