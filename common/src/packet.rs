@@ -186,6 +186,11 @@ impl Ipv4Hdr {
     pub const fn is_well_formed(&self) -> bool {
         self.version_ihl >> 4 == 4 && self.version_ihl & 0x0f >= 5
     }
+
+    /// A fragment other than the first: its offset is not 0, so it carries no transport header.
+    pub const fn is_later_fragment(&self) -> bool {
+        u16::from_be_bytes(self.frag_off) & 0x1fff != 0
+    }
 }
 
 /// IPv6 fixed header.

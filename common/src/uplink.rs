@@ -28,8 +28,9 @@ const TCP_ACK: u8 = 0x10;
 
 /// Read access to the guard's maps.
 pub trait UplinkTables {
-    /// The guard's settings (index 0 of its config map).
-    fn config(&self) -> Option<UplinkConfig>;
+    /// The guard's settings (index 0 of its config map), read in place: a packet loads only the
+    /// fields it needs, when it needs them.
+    fn config(&self) -> Option<&UplinkConfig>;
     /// Word `index` of the allowed ports' bitmap ([`crate::maps::MAP_UPLINK_PORT_BITS`]); 0
     /// past its end.
     fn port_word(&self, index: u32) -> u64;
@@ -140,16 +141,97 @@ pub fn from_uplink<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
         // Not configured yet: never lock a node out while it starts.
         _ => return Guard::Pass,
     };
+    if let Some(guard) = plain_transport(frame, tables, sockets, config) {
+        return guard;
+    }
     let Some(eth) = frame.load::<EthHdr>(0) else {
         return Guard::Drop(DropReason::Malformed);
     };
     match eth.ether_type() {
         ETH_P_ARP => Guard::Pass,
-        ETH_P_IP => ipv4(frame, tables, sockets, &config),
-        ETH_P_IPV6 => ipv6(frame, tables, sockets, &config),
+        ETH_P_IP => ipv4(frame, tables, sockets, config),
+        ETH_P_IPV6 => ipv6(frame, tables, sockets, config),
         _ => Guard::Drop(DropReason::UnsupportedProtocol),
     }
 }
+
+/// TCP or UDP in IPv4 without options or in IPv6 without extension headers: nearly all that
+/// an uplink carries. Its verdict needs only the frame's first bytes, up to the ports, at fixed
+/// offsets: they are read with one bounds check, where the general path checks each header in
+/// turn at offsets it computes. `None` for any other frame (or one too short for the head),
+/// which the general path decides; both reach the same verdict for every frame.
+#[inline(always)]
+fn plain_transport<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
+    frame: &F,
+    tables: &T,
+    sockets: &S,
+    config: &UplinkConfig,
+) -> Option<Guard> {
+    if let Some(head) = frame.load::<Ipv4Head>(0)
+        && head.eth.ether_type() == ETH_P_IP
+        && head.ip.version_ihl == IPV4_WITHOUT_OPTIONS
+        && matches!(head.ip.protocol, IPPROTO_TCP | IPPROTO_UDP)
+    {
+        if head.ip.is_later_fragment() {
+            return Some(Guard::Drop(DropReason::Fragment));
+        }
+        let packet = Transport {
+            protocol: head.ip.protocol,
+            offset: IPV4_PLAIN_L4,
+            family: Family::V4,
+        };
+        let port = u16::from_be_bytes(head.ports.dst);
+        let source = || frame.load::<[u8; 2]>(IPV4_PLAIN_L4);
+        return Some(to_port(
+            frame, tables, sockets, config, &packet, port, source,
+        ));
+    }
+    if let Some(head) = frame.load::<Ipv6Head>(0)
+        && head.eth.ether_type() == ETH_P_IPV6
+        && head.ip.is_well_formed()
+        && matches!(head.ip.next_header, IPPROTO_TCP | IPPROTO_UDP)
+    {
+        let packet = Transport {
+            protocol: head.ip.next_header,
+            offset: IPV6_PLAIN_L4,
+            family: Family::V6,
+        };
+        let port = u16::from_be_bytes(head.ports.dst);
+        let source = || frame.load::<[u8; 2]>(IPV6_PLAIN_L4);
+        return Some(to_port(
+            frame, tables, sockets, config, &packet, port, source,
+        ));
+    }
+    None
+}
+
+/// The first byte of an IPv4 header without options: version 4, five 32-bit words.
+const IPV4_WITHOUT_OPTIONS: u8 = 0x45;
+/// Where TCP or UDP starts in IPv4 without options.
+const IPV4_PLAIN_L4: usize = ETH_LEN + core::mem::size_of::<Ipv4Hdr>();
+/// Where TCP or UDP starts in IPv6 without extension headers.
+const IPV6_PLAIN_L4: usize = ETH_LEN + core::mem::size_of::<Ipv6Hdr>();
+
+/// A frame's headers up to the ports, when IPv4 carries no options.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv4Head {
+    eth: EthHdr,
+    ip: Ipv4Hdr,
+    ports: Ports,
+}
+const _: () = assert!(core::mem::size_of::<Ipv4Head>() == IPV4_PLAIN_L4 + 4);
+
+/// A frame's headers up to the ports, when IPv6 has no extension headers.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv6Head {
+    eth: EthHdr,
+    ip: Ipv6Hdr,
+    ports: Ports,
+}
+const _: () = assert!(core::mem::size_of::<Ipv6Head>() == IPV6_PLAIN_L4 + 4);
+crate::packet::wire!(Ipv4Head, Ipv6Head);
 
 /// A TCP or UDP packet: its protocol, where its header starts, its IP version.
 struct Transport {
@@ -196,7 +278,7 @@ fn ipv4<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
     if !ip.is_well_formed() {
         return Guard::Drop(DropReason::Malformed);
     }
-    if u16::from_be_bytes(ip.frag_off) & 0x1fff != 0 {
+    if ip.is_later_fragment() {
         return Guard::Drop(DropReason::Fragment);
     }
     let l4 = ETH_LEN + usize::from(ip.version_ihl & 0x0f) * 4;
@@ -275,6 +357,23 @@ fn transport<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
         return Guard::Drop(DropReason::Malformed);
     };
     let port = u16::from_be_bytes(ports.dst);
+    to_port(frame, tables, sockets, config, packet, port, || {
+        Some(ports.src)
+    })
+}
+
+/// The verdict on a TCP or UDP packet to `port`. `source` gives its source port, which only the
+/// few packets that need a socket lookup read.
+#[inline(always)]
+fn to_port<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
+    frame: &F,
+    tables: &T,
+    sockets: &S,
+    config: &UplinkConfig,
+    packet: &Transport,
+    port: u16,
+    source: impl FnOnce() -> Option<[u8; 2]>,
+) -> Guard {
     let allowed = PortBit::of(packet.protocol, port)
         .is_some_and(|bit| bit.is_set_in(tables.port_word(bit.word)));
     if allowed {
@@ -293,13 +392,16 @@ fn transport<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
         }
     }
     // The addresses are read only now, for the few packets that get this far.
+    let Some(src) = source() else {
+        return Guard::Drop(DropReason::Malformed);
+    };
     let tuple = match packet.family {
         Family::V4 => match frame.load::<Ipv4Addresses>(ETH_LEN + 12) {
             Some(a) => SocketTuple::V4(Ipv4Tuple {
                 saddr: a.src,
                 daddr: a.dst,
-                sport: ports.src,
-                dport: ports.dst,
+                sport: src,
+                dport: port.to_be_bytes(),
             }),
             None => return Guard::Drop(DropReason::Malformed),
         },
@@ -307,8 +409,8 @@ fn transport<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
             Some(a) => SocketTuple::V6(Ipv6Tuple {
                 saddr: a.src,
                 daddr: a.dst,
-                sport: ports.src,
-                dport: ports.dst,
+                sport: src,
+                dport: port.to_be_bytes(),
             }),
             None => return Guard::Drop(DropReason::Malformed),
         },

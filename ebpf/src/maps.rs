@@ -92,8 +92,8 @@ impl TunnelTables for Maps {
 
 impl UplinkTables for Maps {
     #[inline(always)]
-    fn config(&self) -> Option<UplinkConfig> {
-        GRIDNET_UPCFG_1.get(0).copied()
+    fn config(&self) -> Option<&UplinkConfig> {
+        GRIDNET_UPCFG_1.get(0)
     }
 
     #[inline(always)]

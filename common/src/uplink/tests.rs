@@ -13,8 +13,8 @@ struct Maps {
 }
 
 impl UplinkTables for Maps {
-    fn config(&self) -> Option<UplinkConfig> {
-        self.config
+    fn config(&self) -> Option<&UplinkConfig> {
+        self.config.as_ref()
     }
     fn port_word(&self, index: u32) -> u64 {
         self.ports.words().get(index as usize).copied().unwrap_or(0)
@@ -351,11 +351,19 @@ fn control_traffic_a_host_needs_passes() {
 #[test]
 fn malformed_truncated_and_fragmented_frames_are_dropped() {
     let full = v4(IPPROTO_TCP, 443, SYN);
-    for len in [0, 10, 14, 20, 33, 34, 36] {
+    for len in [0, 10, 14, 20, 33, 34, 36, 37] {
         assert_eq!(
             guard(&full[..len]),
             Guard::Drop(DropReason::Malformed),
             "truncated to {len}"
+        );
+    }
+    let full_v6 = v6(IPPROTO_TCP, &tcp(443, SYN));
+    for len in [54, 57] {
+        assert_eq!(
+            guard(&full_v6[..len]),
+            Guard::Drop(DropReason::Malformed),
+            "IPv6 truncated to {len}"
         );
     }
     let mut bad_ihl = full.clone();
@@ -428,5 +436,75 @@ fn every_outcome_has_its_own_counter_slot() {
             Some((Verdict::Drop, reason as u8)),
             "{reason:?}"
         );
+    }
+}
+
+/// The same packet with its headers made longer: four no-op options in IPv4, an empty
+/// hop-by-hop header in IPv6. The guard then reads it the general way, at offsets it computes.
+fn with_longer_headers(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    match u16::from_be_bytes([f[12], f[13]]) {
+        ETH_P_IP => {
+            f[14] = 0x46;
+            f.splice(34..34, [1, 1, 1, 1]);
+        }
+        ETH_P_IPV6 => {
+            let next = std::mem::replace(&mut f[20], IPPROTO_HOPOPTS);
+            // The next header, a length of 0 (8 bytes), and a PadN option over the rest.
+            f.splice(54..54, [next, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        other => panic!("not an IP frame: {other:#x}"),
+    }
+    f
+}
+
+#[test]
+fn plain_headers_and_longer_ones_get_the_same_verdict_and_lookup() {
+    let sockets = || {
+        Sockets::with(&[
+            (IPPROTO_TCP, tuple_v4(45000), SocketState::ESTABLISHED),
+            (IPPROTO_TCP, tuple_v4(45001), SocketState::LISTEN),
+            (IPPROTO_UDP, tuple_v4(45000), SocketState::CLOSE),
+            (IPPROTO_TCP, tuple_v6(45000), SocketState::ESTABLISHED),
+            (IPPROTO_TCP, tuple_v6(45001), SocketState::LISTEN),
+            (IPPROTO_UDP, tuple_v6(45000), SocketState::CLOSE),
+        ])
+    };
+    let mut frames = Vec::new();
+    for port in [22, 443, 51820, 45000, 45001, 45002, 61000] {
+        for flags in [SYN, SYN_ACK, ACK, RST, FIN | ACK] {
+            frames.push(v4(IPPROTO_TCP, port, flags));
+            frames.push(v6(IPPROTO_TCP, &tcp(port, flags)));
+        }
+        frames.push(v4(IPPROTO_UDP, port, 0));
+        let mut udp = REMOTE_PORT.to_be_bytes().to_vec();
+        udp.extend(port.to_be_bytes());
+        udp.extend([0; 4]);
+        frames.push(v6(IPPROTO_UDP, &udp));
+    }
+    let mut later_fragment = v4(IPPROTO_UDP, 51820, 0);
+    later_fragment[21] = 0x10;
+    frames.push(later_fragment);
+    let mut verdicts = Vec::new();
+    for plain in frames {
+        let longer = with_longer_headers(&plain);
+        let (plain_sockets, longer_sockets) = (sockets(), sockets());
+        let verdict = guard_with(&plain, &plain_sockets);
+        assert_eq!(
+            verdict,
+            guard_with(&longer, &longer_sockets),
+            "{plain:02x?}"
+        );
+        assert_eq!(plain_sockets.asked, longer_sockets.asked, "{plain:02x?}");
+        verdicts.push(verdict);
+    }
+    // Every way through: allowed, answered by a socket, dropped with and without a lookup.
+    for verdict in [
+        Guard::Pass,
+        Guard::Drop(DropReason::Unsolicited),
+        Guard::Drop(DropReason::NoSocket),
+        Guard::Drop(DropReason::Fragment),
+    ] {
+        assert!(verdicts.contains(&verdict), "{verdict:?} never reached");
     }
 }
