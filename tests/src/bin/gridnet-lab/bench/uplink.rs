@@ -14,7 +14,7 @@ use gridnet_tests::{test_network, uplinked, within};
 
 use super::Section;
 use bpf::{XDP_DROP, XDP_PASS};
-use frame::{PAYLOAD, Transport};
+use frame::{Ip, PAYLOAD, Transport};
 use veth::{Feed, Filter, Rate, TARGET_PORT};
 
 /// The WireGuard listen port of the node whose program is timed: an allowed port.
@@ -100,20 +100,31 @@ fn program_time() -> anyhow::Result<Vec<Timed>> {
         gridnet_common::verdict::Program::XdpUplink,
     );
     let (inet_mac, node_mac) = ([0x02, 0, 0, 0, 0, 2], [0x02, 0, 0, 0, 0, 1]);
+    let frame = |ip, transport| frame::frame(inet_mac, node_mac, ip, transport);
     let frames = [
         (
             "UDP to a closed port (the generator's frame below)",
-            frame::ipv4(inet_mac, node_mac, Transport::Udp(TARGET_PORT))?,
+            frame(Ip::V4, Transport::Udp(TARGET_PORT))?,
             XDP_DROP,
         ),
         (
             "UDP to the WireGuard port",
-            frame::ipv4(inet_mac, node_mac, Transport::Udp(WG_PORT))?,
+            frame(Ip::V4, Transport::Udp(WG_PORT))?,
             XDP_PASS,
         ),
         (
+            "IPv6 UDP to a closed port",
+            frame(Ip::V6, Transport::Udp(TARGET_PORT))?,
+            XDP_DROP,
+        ),
+        (
+            "UDP to a closed port, IPv4 with options (the general path)",
+            frame(Ip::V4WithOptions, Transport::Udp(TARGET_PORT))?,
+            XDP_DROP,
+        ),
+        (
             "TCP ACK to an ephemeral port, no connection (a socket lookup)",
-            frame::ipv4(inet_mac, node_mac, Transport::Tcp(EPHEMERAL_PORT, TCP_ACK))?,
+            frame(Ip::V4, Transport::Tcp(EPHEMERAL_PORT, TCP_ACK))?,
             XDP_DROP,
         ),
     ];

@@ -18,7 +18,7 @@ use gridnet_tests::{RawSender, Uplinked, ip, run_in, unique_id, uplinked, within
 
 use super::{
     bpf::{Pin, Raw},
-    frame::{self, Transport},
+    frame::{self, Ip, Transport},
 };
 
 /// The port the generator aims at: nobody listens, nothing allows it.
@@ -241,7 +241,7 @@ fn redirected(up: &Uplinked) -> anyhow::Result<&'static CStr> {
 fn blast(up: &Uplinked, interface: &'static CStr, duration: Duration) -> anyhow::Result<u64> {
     let node_mac = mac_of(up.node.ns.name(), "up0")?;
     let inet_mac = mac_of(up.inet.name(), "inet0")?;
-    let frame = frame::ipv4(inet_mac, node_mac, Transport::Udp(TARGET_PORT))?;
+    let frame = frame::frame(inet_mac, node_mac, Ip::V4, Transport::Udp(TARGET_PORT))?;
     // The socket is opened inside the internet namespace; the loop runs on a thread of its own.
     let sender = within(up.inet.name(), move || RawSender::open(interface))??;
     let stop = Arc::new(AtomicBool::new(false));
