@@ -167,6 +167,13 @@ fn plain_transport<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
     sockets: &S,
     config: &UplinkConfig,
 ) -> Option<Guard> {
+    // The source port is read where it lies, and only if a socket lookup needs it.
+    let decide = |packet: Transport, dst: [u8; 2]| {
+        let offset = packet.offset;
+        let source = || frame.load::<[u8; 2]>(offset);
+        let port = u16::from_be_bytes(dst);
+        to_port(frame, tables, sockets, config, &packet, port, source)
+    };
     if let Some(head) = frame.load::<Ipv4Head>(0)
         && head.eth.ether_type() == ETH_P_IP
         && head.ip.version_ihl == IPV4_WITHOUT_OPTIONS
@@ -180,11 +187,7 @@ fn plain_transport<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
             offset: IPV4_PLAIN_L4,
             family: Family::V4,
         };
-        let port = u16::from_be_bytes(head.ports.dst);
-        let source = || frame.load::<[u8; 2]>(IPV4_PLAIN_L4);
-        return Some(to_port(
-            frame, tables, sockets, config, &packet, port, source,
-        ));
+        return Some(decide(packet, head.ports.dst));
     }
     if let Some(head) = frame.load::<Ipv6Head>(0)
         && head.eth.ether_type() == ETH_P_IPV6
@@ -196,11 +199,7 @@ fn plain_transport<F: Frame + ?Sized, T: UplinkTables, S: SocketTable>(
             offset: IPV6_PLAIN_L4,
             family: Family::V6,
         };
-        let port = u16::from_be_bytes(head.ports.dst);
-        let source = || frame.load::<[u8; 2]>(IPV6_PLAIN_L4);
-        return Some(to_port(
-            frame, tables, sockets, config, &packet, port, source,
-        ));
+        return Some(decide(packet, head.ports.dst));
     }
     None
 }
