@@ -14,7 +14,7 @@ use crate::{
     },
     verdict::DropReason,
 };
-use headers::{IP_MF, IP_OFFSET, is_group, is_ipv4_mapped, transport_is_consistent};
+use headers::{is_group, is_ipv4_mapped, transport_is_consistent};
 pub use replies::{arp_reply, neighbor_advert};
 
 /// EtherType of an 802.1Q VLAN tag.
@@ -199,17 +199,16 @@ fn ipv4<F: Frame + ?Sized, T: Tables>(
     if total_len < header_len || ETH_LEN + total_len > len {
         return Action::Drop(DropReason::Malformed);
     }
-    let fragment = u16::from_be_bytes(ip.frag_off);
     // Only the first fragment carries the transport header: it must hold all of it
     // (RFC 1858); the length fields describe the whole datagram, so they are checked only
     // when there is one fragment.
-    if fragment & IP_OFFSET == 0
+    if !ip.is_later_fragment()
         && !transport_is_consistent(
             frame,
             ip.protocol,
             ETH_LEN + header_len,
             total_len - header_len,
-            fragment & IP_MF == 0,
+            !ip.has_more_fragments(),
         )
     {
         return Action::Drop(DropReason::Malformed);

@@ -181,6 +181,11 @@ pub struct Ipv4Hdr {
 }
 const _: () = assert!(size_of::<Ipv4Hdr>() == 20);
 
+/// IPv4 `frag_off`: the More Fragments flag.
+const IP_MF: u16 = 0x2000;
+/// IPv4 `frag_off`: the fragment offset.
+const IP_OFFSET: u16 = 0x1fff;
+
 impl Ipv4Hdr {
     /// Version 4 and a header length of at least 20 bytes.
     pub const fn is_well_formed(&self) -> bool {
@@ -189,7 +194,12 @@ impl Ipv4Hdr {
 
     /// A fragment other than the first: its offset is not 0, so it carries no transport header.
     pub const fn is_later_fragment(&self) -> bool {
-        u16::from_be_bytes(self.frag_off) & 0x1fff != 0
+        u16::from_be_bytes(self.frag_off) & IP_OFFSET != 0
+    }
+
+    /// More fragments of its datagram follow (the More Fragments flag).
+    pub const fn has_more_fragments(&self) -> bool {
+        u16::from_be_bytes(self.frag_off) & IP_MF != 0
     }
 }
 

@@ -2,10 +2,6 @@
 
 use crate::packet::{Frame, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
-/// IPv4 `frag_off`: the More Fragments flag.
-pub(super) const IP_MF: u16 = 0x2000;
-/// IPv4 `frag_off`: the fragment offset.
-pub(super) const IP_OFFSET: u16 = 0x1fff;
 /// Smallest TCP header (no options).
 pub(super) const TCP_MIN_LEN: usize = 20;
 /// UDP header.
